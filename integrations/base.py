@@ -1,0 +1,319 @@
+"""The channel port every platform adapter implements, its typed errors, and shared HTTP.
+
+Adapters are async (httpx) so syndication can talk to all platforms at once. They speak
+the real wire contracts (../shared/CONTRACTS.md); only base URL and credentials differ
+between sandbox and live mode.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from hub.models import (
+    ChannelPublication,
+    Event,
+    Platform,
+    PlatformRegistration,
+    RegistrationPage,
+)
+
+# --------------------------------------------------------------------------- errors
+
+
+class AdapterError(Exception):
+    """Base of every adapter error. Messages never contain credentials."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self, platform: str, message: str, *, status: int | None = None, body: Any = None
+    ) -> None:
+        super().__init__(f"{platform}: {message}")
+        self.platform = platform
+        self.status = status
+        self.body = body
+
+
+class AuthError(AdapterError):
+    """401/403: credentials missing, wrong, expired or revoked."""
+
+
+class ReconnectRequired(AuthError):
+    """The refresh token was refused: a person must run `hub integrations connect` again."""
+
+
+class RateLimited(AdapterError):
+    retryable = True
+
+    def __init__(
+        self,
+        platform: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = 429,
+        body: Any = None,
+    ) -> None:
+        super().__init__(platform, message, status=status, body=body)
+        self.retry_after = retry_after
+
+
+class NotFound(AdapterError):
+    pass
+
+
+class ValidationFailed(AdapterError):
+    """The platform refused the input; ``field`` names the offending field when it says."""
+
+    def __init__(
+        self,
+        platform: str,
+        message: str,
+        *,
+        field: str | None = None,
+        code: str | None = None,
+        status: int | None = 400,
+        body: Any = None,
+    ) -> None:
+        super().__init__(platform, message, status=status, body=body)
+        self.field = field
+        self.code = code
+
+
+class ServerError(AdapterError):
+    """5xx, timeouts and connection failures: try again later."""
+
+    retryable = True
+
+
+class Unsupported(AdapterError):
+    """The platform has no such operation (e.g. Meetup cannot approve an RSVP)."""
+
+
+def parse_retry_after(value: str | None, default: float | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return default
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+class TokenStore(Protocol):
+    """Where an adapter's OAuth tokens live (the vault implements it)."""
+
+    def load(self, platform: str) -> dict[str, Any] | None: ...
+
+    def save(
+        self, platform: str, credentials: dict[str, Any], expires_at: datetime | None
+    ) -> None: ...
+
+
+# --------------------------------------------------------------------------- the port
+
+
+class ChannelAdapter(ABC):
+    """One platform channel. Implementations live in integrations/<platform>.py."""
+
+    platform: ClassVar[Platform]
+
+    def __init__(
+        self, base_url: str, *, client: httpx.AsyncClient | None = None, timeout: float = 30.0
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._owns_client = client is None
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- publishing ------------------------------------------------------------
+    @abstractmethod
+    async def find_existing(self, event: Event) -> ChannelPublication | None:
+        """The platform event already made for this hub event, if a lost reply hid it.
+
+        Publishing calls this before creating, so a retry after a crash between the
+        platform's create and our commit does not make a second event.
+        """
+
+    @abstractmethod
+    async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
+        """Create the event on the platform with ``capacity`` seats and make it public."""
+
+    @abstractmethod
+    async def update_event(
+        self, event: Event, platform_event_id: str, capacity: int
+    ) -> ChannelPublication:
+        """Push title, description, times, venue and capacity to an existing event."""
+
+    @abstractmethod
+    async def update_capacity(self, platform_event_id: str, capacity: int) -> None: ...
+
+    @abstractmethod
+    async def close_sales(self, platform_event_id: str) -> None: ...
+
+    # -- registrations ---------------------------------------------------------
+    @abstractmethod
+    async def list_registrations(
+        self, platform_event_id: str, cursor: str | None = None, page_size: int = 100
+    ) -> RegistrationPage:
+        """One page of registrations after ``cursor`` (opaque, adapter-defined).
+
+        ``cursor=None`` starts from the beginning. The returned ``next_cursor`` is what
+        the caller stores; passing it later returns only what is new or changed since.
+        """
+
+    async def get_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> PlatformRegistration:
+        raise Unsupported(self.platform.value, "reading one registration is not supported")
+
+    async def approve_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(self.platform.value, "approving registrations is not supported")
+
+    async def decline_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(self.platform.value, "declining registrations is not supported")
+
+    async def anonymize_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(self.platform.value, "anonymizing registrations is not supported")
+
+    # -- shared HTTP -----------------------------------------------------------
+    async def _send(
+        self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        """One request; transport failures become ServerError (retryable)."""
+        try:
+            return await self._client.request(method, url, headers=headers, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ServerError(self.platform.value, f"timeout on {method} {_path(url)}") from exc
+        except httpx.TransportError as exc:
+            raise ServerError(
+                self.platform.value, f"cannot reach {_path(url)}: {type(exc).__name__}"
+            ) from exc
+
+    def _raise_for_status(
+        self,
+        response: httpx.Response,
+        *,
+        field: str | None = None,
+        message: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        """Map a non-2xx reply to the typed error (platform-specific parsing is the caller's)."""
+        status = response.status_code
+        if status < 400:
+            return
+        body = _safe_json(response)
+        text = message or _short(response)
+        platform = self.platform.value
+        if status == 429:
+            raise RateLimited(
+                platform,
+                f"rate limited: {text}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                body=body,
+            )
+        if status in (401, 403):
+            raise AuthError(
+                platform, f"not authorized ({status}): {text}", status=status, body=body
+            )
+        if status == 404:
+            raise NotFound(platform, f"not found: {text}", status=status, body=body)
+        if status >= 500:
+            raise ServerError(platform, f"server error {status}: {text}", status=status, body=body)
+        raise ValidationFailed(
+            platform,
+            f"refused ({status}): {text}",
+            field=field,
+            code=code,
+            status=status,
+            body=body,
+        )
+
+
+def _path(url: str) -> str:
+    """A URL without its query string (which may carry a token)."""
+    return url.split("?", 1)[0]
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _short(response: httpx.Response, limit: int = 300) -> str:
+    return response.text[:limit].replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- retries
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[Any]],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    on_retry: Callable[[int, AdapterError, float], None] | None = None,
+) -> Any:
+    """Run ``call`` with exponential backoff on retryable errors, honouring Retry-After."""
+    import asyncio
+    import random
+
+    sleep = sleep or asyncio.sleep
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except AdapterError as exc:
+            if not exc.retryable or attempt == attempts:
+                raise
+            delay = min(base_delay * 2 ** (attempt - 1), max_delay)
+            delay = delay * (0.5 + random.random() / 2)
+            if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
+            if on_retry:
+                on_retry(attempt, exc, delay)
+            await sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def monotonic_ms() -> float:
+    return time.monotonic() * 1000.0
+
+
+AdapterFactory = Callable[..., ChannelAdapter]

@@ -1,0 +1,19 @@
+"""Credentials the sandbox emulators accept, shaped like the real ones.
+
+They are not secrets (the sandboxes run on loopback) but the hub still stores them in the
+vault like real ones, so the sandbox path exercises the same code as live mode.
+"""
+
+# Eventbrite private tokens are 20 upper-case letters/digits.
+EVENTBRITE_TOKEN = "SANDBOXEBTOKEN7Q2XW4"
+EVENTBRITE_ORGANIZATION_ID = "1000000001"
+
+# Luma API keys are "secret-" + a random string.
+LUMA_API_KEY = "secret-sandbox-luma-9f3c2e7a1b"
+LUMA_CALENDAR_ID = "cal-sandboxhub01"
+
+# Meetup OAuth2 consumer (client) registered with the sandbox.
+MEETUP_CLIENT_ID = "sandbox-meetup-client"
+MEETUP_CLIENT_SECRET = "sandbox-meetup-secret-4b1d"
+MEETUP_REDIRECT_URI = "http://127.0.0.1:5000/integrations/meetup/callback"
+MEETUP_GROUP_URLNAME = "istanbul-python"
