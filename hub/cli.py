@@ -1,0 +1,473 @@
+"""The ``hub`` command: a thin shell over the hub's services.
+
+Every error ends the command with a non-zero status and one line naming the field or
+the server that is wrong; secrets are never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hub.settings import SANDBOX_PORTS, Settings, SettingsError, load_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class CliError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _print_event(event, *, as_json: bool = False) -> None:  # noqa: ANN001
+    if as_json:
+        print(event.model_dump_json(indent=2))
+        return
+    allocations = ", ".join(
+        f"{p}={'shared' if a is None else a}" for p, a in sorted(event.allocations.items())
+    )
+    price = "free" if event.is_free else f"{event.price_minor / 100:.2f} {event.currency}"
+    print(
+        f"event {event.id}\n"
+        f"  title     {event.title}\n"
+        f"  slug      {event.slug}\n"
+        f"  when      {event.starts_at.isoformat()} -> {event.ends_at.isoformat()} "
+        f"({event.timezone})\n"
+        f"  venue     {event.venue_name or '-'} {event.venue_address or event.online_url or ''}\n"
+        f"  capacity  {event.total_capacity} ({allocations})\n"
+        f"  price     {price}\n"
+        f"  status    {event.status} (version {event.version})"
+    )
+
+
+# --------------------------------------------------------------------------- db
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> None:
+    from hub.migrate import current_revision, upgrade
+
+    settings = _settings()
+    upgrade(settings, args.revision)
+    print(f"database at revision {current_revision(settings)}")
+
+
+def cmd_db_downgrade(args: argparse.Namespace) -> None:
+    from hub.migrate import current_revision, downgrade
+
+    settings = _settings()
+    downgrade(settings, args.revision)
+    print(f"database at revision {current_revision(settings)}")
+
+
+def cmd_db_current(args: argparse.Namespace) -> None:
+    from hub.migrate import current_revision
+
+    print(current_revision(_settings()) or "empty (no migration applied)")
+
+
+# --------------------------------------------------------------------------- services
+
+
+def cmd_services(args: argparse.Namespace) -> None:
+    from hub import embedded
+
+    settings = _settings()
+    if args.action == "up":
+        rows = embedded.services_up(settings)
+    elif args.action == "down":
+        stopped = embedded.services_down(settings)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+        rows = embedded.services_status(settings)
+    else:
+        rows = embedded.services_status(settings)
+    for row in rows:
+        print(row.line())
+    if args.action == "status" and not all(r.running for r in rows):
+        raise SystemExit(3)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _dagster_env(settings: Settings) -> dict[str, str]:
+    from orchestration.instance import prepare_dagster_home
+
+    home = prepare_dagster_home(settings)
+    return {"DAGSTER_HOME": str(home)}
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = _settings()
+    from hub.embedded import resolve_database_url, resolve_redis_url
+    from hub.migrate import upgrade
+
+    resolve_database_url(settings)
+    resolve_redis_url(settings)
+    upgrade(settings)
+    if args.target == "receiver":
+        port = args.port or 5000
+        argv = [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "-c",
+            str(PROJECT_ROOT / "webhook_receiver" / "gunicorn_conf.py"),
+            "--bind",
+            f"{args.host}:{port}",
+            "webhook_receiver.app:create_app()",
+        ]
+        os.execvpe(argv[0], argv, os.environ | {"PYTHONPATH": str(PROJECT_ROOT)})
+    else:
+        port = args.port or 3000
+        env = os.environ | _dagster_env(settings)
+        argv = [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            args.host,
+            "-p",
+            str(port),
+        ]
+        os.chdir(PROJECT_ROOT)
+        os.execvpe(argv[0], argv, env)
+
+
+# --------------------------------------------------------------------------- events
+
+
+def cmd_events_create(args: argparse.Namespace) -> None:
+    from hub.db import transaction
+    from hub.events import create_event, load_spec_file
+
+    spec = load_spec_file(args.file)
+    settings = _settings()
+    with transaction(settings) as conn:
+        event = create_event(conn, spec, actor=f"cli:{os.environ.get('USER', 'unknown')}")
+    _print_event(event, as_json=args.json)
+
+
+def cmd_events_list(args: argparse.Namespace) -> None:
+    from sqlalchemy import select
+
+    from hub.db import event_channels, transaction
+    from hub.events import list_events
+
+    with transaction(_settings()) as conn:
+        events = list_events(conn)
+        channels = conn.execute(
+            select(event_channels.c.event_id, event_channels.c.platform, event_channels.c.status)
+        ).all()
+    if args.json:
+        print(json.dumps([json.loads(e.model_dump_json()) for e in events], indent=2))
+        return
+    if not events:
+        print("no events")
+        return
+    by_event: dict = {}
+    for event_id, platform, status in channels:
+        by_event.setdefault(event_id, []).append(f"{platform}:{status}")
+    for e in events:
+        print(
+            f"{e.starts_at:%Y-%m-%d %H:%M}  {e.slug:<40} cap={e.total_capacity:<5} "
+            f"{' '.join(sorted(by_event.get(e.id, [])))}"
+        )
+
+
+# --------------------------------------------------------------------------- integrations
+
+
+def _vault():  # noqa: ANN202
+    from hub.vault import Vault
+
+    return Vault(settings=_settings())
+
+
+def cmd_integrations_set(args: argparse.Namespace) -> None:
+    from integrations.factory import MEETUP_CLIENT_KEY
+
+    values = {}
+    for pair in args.values:
+        if "=" not in pair:
+            raise CliError(f"{pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        values[key.strip()] = value.strip()
+    if not values:
+        raise CliError("nothing to store: give key=value pairs")
+    platform = MEETUP_CLIENT_KEY if args.platform == "meetup" else args.platform
+    _vault().set(platform, values)
+    print(f"stored {', '.join(sorted(values))} for {args.platform} (encrypted)")
+
+
+def cmd_integrations_list(args: argparse.Namespace) -> None:
+    rows = _vault().platforms()
+    if not rows:
+        print("no integrations stored")
+    for platform, account, expires in rows:
+        print(f"{platform:<22} {account:<10} expires={expires.isoformat() if expires else '-'}")
+
+
+def cmd_integrations_connect(args: argparse.Namespace) -> None:
+    from hub.settings import Mode
+    from hub.vault import VaultTokenStore
+    from integrations.factory import connect_sandbox_credentials, meetup_oauth
+    from integrations.meetup import connect
+
+    settings = _settings()
+    vault = _vault()
+    if args.platform == "sandbox":
+        names = asyncio.run(connect_sandbox_credentials(settings, vault))
+        print(f"connected to the sandboxes: {', '.join(names)}")
+        return
+    if args.platform != "meetup":
+        raise CliError(f"{args.platform}: only meetup uses OAuth; use `hub integrations set`")
+
+    async def run() -> None:
+        import secrets
+
+        from integrations.meetup import sandbox_authorize
+
+        oauth = meetup_oauth(settings, vault)
+        state = secrets.token_urlsafe(16)
+        if settings.mode is Mode.SANDBOX and not args.code:
+            code = await sandbox_authorize(oauth, state)
+        else:
+            code = args.code
+            if not code:
+                print(
+                    "Open this URL, approve, then run again with --code CODE "
+                    "(the `code` parameter of the page you are sent to):"
+                )
+                print(oauth.authorization_url(state))
+                return
+        await connect(oauth, VaultTokenStore(vault), code)
+        print("meetup connected; tokens stored encrypted and refreshed before expiry")
+
+    asyncio.run(run())
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from hub.vault import rotate_keys
+
+    rows, keys = rotate_keys(_settings(), drop_old=args.drop_old)
+    print(f"re-encrypted {rows} credential rows under a new key ({keys} key(s) kept)")
+
+
+# --------------------------------------------------------------------------- sandbox
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    from hub import processes
+    from integrations.sandbox import run
+
+    settings = _settings()
+    names = args.names or sorted(run.SANDBOXES)
+    unknown = sorted(set(names) - set(run.SANDBOXES))
+    if unknown:
+        raise CliError(f"unknown sandbox {', '.join(unknown)} (have {', '.join(run.SANDBOXES)})")
+    if args.action == "serve":
+        if len(names) != 1:
+            raise CliError("serve takes one sandbox name")
+        run.main(
+            [
+                names[0],
+                "--port",
+                str(args.port or SANDBOX_PORTS[names[0]]),
+                "--host",
+                settings.sandbox_host,
+                "--state",
+                str(run.state_path(settings, names[0])),
+            ]
+        )
+        return
+    for name in names:
+        proc_name = run.process_name(name)
+        if args.action == "up":
+            processes.start(settings, proc_name, run.argv_for(settings, name), cwd=PROJECT_ROOT)
+        elif args.action == "down":
+            processes.stop(settings, proc_name)
+    for name in names:
+        port = SANDBOX_PORTS[name]
+        url = f"http://{settings.sandbox_host}:{port}"
+        if args.action == "up" and not processes.wait_http(f"{url}/_sandbox/health", 30):
+            raise CliError(
+                f"sandbox {name} did not start; see "
+                f"{processes.log_path(settings, run.process_name(name))}"
+            )
+        state = processes.status(settings, run.process_name(name))
+        print(f"{name:<11} {'running' if state.running else 'stopped':<8} {url}")
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    from orchestration.stack import stack_up
+
+    for line in stack_up(_settings()):
+        print(line)
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    from orchestration.stack import stack_down
+
+    for line in stack_down(_settings()):
+        print(line)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from orchestration.demo import run_demo
+
+    run_demo(_settings())
+
+
+def cmd_dbt(args: argparse.Namespace) -> None:
+    from orchestration.dbt_env import dbt_env
+
+    settings = _settings()
+    env = os.environ | dbt_env(settings)
+    dbt = str(Path(sys.executable).with_name("dbt"))
+    project = PROJECT_ROOT / "dbt_project"
+    argv = [dbt, *args.dbt_args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    os.execvpe(dbt, argv, env)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hub", description="community event hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database migrations").add_subparsers(dest="sub", required=True)
+    p = db.add_parser("upgrade")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("downgrade")
+    p.add_argument("revision", nargs="?", default="base")
+    p.set_defaults(func=cmd_db_downgrade)
+    db.add_parser("current").set_defaults(func=cmd_db_current)
+
+    p = sub.add_parser("services", help="embedded PostgreSQL and Redis")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_services)
+
+    p = sub.add_parser("serve", help="run the receiver or Dagster in the foreground")
+    p.add_argument("target", choices=["receiver", "dagster"])
+    p.add_argument("--port", type=int)
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=cmd_serve)
+
+    ev = sub.add_parser("events", help="create and list events").add_subparsers(
+        dest="sub", required=True
+    )
+    p = ev.add_parser("create", help="createEvent from a YAML file")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_events_create)
+    p = ev.add_parser("list")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_events_list)
+
+    integ = sub.add_parser("integrations", help="platform credentials").add_subparsers(
+        dest="sub", required=True
+    )
+    p = integ.add_parser("set", help="store credentials: hub integrations set luma api_key=...")
+    p.add_argument(
+        "platform", choices=["meetup", "eventbrite", "luma", "stripe", "netgsm", "whatsapp"]
+    )
+    p.add_argument("values", nargs="*")
+    p.set_defaults(func=cmd_integrations_set)
+    p = integ.add_parser("connect", help="OAuth connect (meetup) or all sandboxes (sandbox)")
+    p.add_argument("platform", choices=["meetup", "sandbox"])
+    p.add_argument("--code", help="the authorization code from Meetup's redirect")
+    p.set_defaults(func=cmd_integrations_connect)
+    integ.add_parser("list").set_defaults(func=cmd_integrations_list)
+
+    keys = sub.add_parser("keys", help="encryption keys").add_subparsers(dest="sub", required=True)
+    p = keys.add_parser("rotate", help="re-encrypt every credential under a new key")
+    p.add_argument("--drop-old", action="store_true")
+    p.set_defaults(func=cmd_keys_rotate)
+
+    p = sub.add_parser("sandbox", help="platform emulators")
+    p.add_argument("action", choices=["up", "down", "status", "serve"])
+    p.add_argument("names", nargs="*", default=[], help="meetup, eventbrite, luma (default all)")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_sandbox)
+
+    sub.add_parser("up", help="start the whole stack in the background").set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the whole stack").set_defaults(func=cmd_down)
+    sub.add_parser("demo", help="run the end-to-end scenario").set_defaults(func=cmd_demo)
+    p = sub.add_parser("dbt", help="run dbt with the hub's connection")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_dbt)
+    return parser
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error, naming the field or server; never a secret."""
+    from sqlalchemy.exc import OperationalError
+
+    from hub.embedded import EmbeddedServiceError
+    from hub.events import EventInputError
+
+    if isinstance(exc, EventInputError):
+        return f"invalid event: {exc.field}: {exc.message}"
+    if isinstance(exc, SettingsError | EmbeddedServiceError | CliError):
+        return str(exc)
+    if isinstance(exc, OperationalError):
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
+        return f"PostgreSQL unreachable: {detail}"
+    try:
+        import redis
+
+        if isinstance(exc, redis.exceptions.ConnectionError):
+            return f"Redis unreachable: {exc}"
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from integrations.base import AdapterError
+
+        if isinstance(exc, AdapterError):
+            return str(exc)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from hub.vault import VaultError
+
+        if isinstance(exc, VaultError):
+            return str(exc)
+    except ImportError:  # pragma: no cover
+        pass
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as exc:
+        if os.environ.get("HUB_DEBUG"):
+            raise
+        print(f"error: {_describe(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

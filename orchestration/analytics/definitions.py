@@ -1,0 +1,72 @@
+"""dbt models as Dagster assets (dagster-dbt), downstream of the raw and app tables.
+
+Asset groups follow the dbt folders (staging, intermediate, marts); the tables dbt reads
+are declared as external assets so the UI shows lineage raw -> staging -> marts.
+"""
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, Definitions
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from hub.settings import get_settings
+from orchestration.dbt_env import dbt_env
+
+# The dbt of this virtualenv, found even when the venv is not activated.
+DBT_EXECUTABLE = str(Path(sys.executable).with_name("dbt"))
+DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
+
+dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+if not dbt_project.manifest_path.exists():
+    # Parsing needs no database (profiles.yml has defaults); it builds the manifest the
+    # asset graph is read from.
+    dbt_project.preparer.prepare(dbt_project)
+
+# Tables the hub writes and dbt reads: (schema, table, description).
+SOURCE_TABLES = (
+    ("raw", "webhook_events", "Webhook deliveries as received (receiver)"),
+    ("raw", "inbound_emails", "Forwarded payment e-mails as received (receiver)"),
+    ("raw", "platform_pulls", "Pages of registrations pulled from the platforms"),
+    ("app", "events", "Events as created (createEvent)"),
+    ("app", "registrations", "One row per platform registration (ingest and pulls)"),
+    ("app", "payments", "Payments recorded and matched"),
+)
+
+
+class HubDbtTranslator(DagsterDbtTranslator):
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> AssetKey:
+        if dbt_resource_props["resource_type"] == "source":
+            return AssetKey([dbt_resource_props["source_name"], dbt_resource_props["name"]])
+        return AssetKey(["analytics", dbt_resource_props["name"]])
+
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        fqn = dbt_resource_props.get("fqn", [])
+        return f"dbt_{fqn[1]}" if len(fqn) > 2 else "dbt"
+
+
+@dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=HubDbtTranslator())
+def hub_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource):
+    os.environ.update(dbt_env(get_settings()))
+    yield from dbt.cli(["build"], context=context).stream()
+
+
+source_specs = [
+    AssetSpec(
+        key=AssetKey([schema, table]),
+        description=text,
+        group_name=f"{schema}_tables",
+        kinds={"postgres"},
+    )
+    for schema, table, text in SOURCE_TABLES
+]
+
+
+def defs() -> Definitions:
+    return Definitions(
+        assets=[hub_dbt_models, *source_specs],
+        resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
+    )
