@@ -1,0 +1,174 @@
+"""Raw landing of inbound bytes (principle 1: raw first), shared by every receiver.
+
+``store_raw`` writes one immutable row into a ``raw.*`` table inside the caller's
+transaction and tells whether the row is new or a repeat of an earlier delivery with the
+same ``(source, dedupe_key)``. The partial unique index ``uq_<table>_dedupe`` (see
+``hub.db._raw_table`` and migration 0001) only covers rows whose ``dedupe_key`` is not
+NULL, so rows stored with ``dedupe_key=None`` (flagged requests) never collide and never
+block a later genuine delivery that carries the same key.
+
+No Flask here: the receiver, the CLI and the tests all use these helpers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
+
+from hub import db as hub_db
+
+# Status values of the raw tables (check constraint ck_<table>_status).
+STATUS_RECEIVED = "received"  # accepted, waiting for the ingest
+STATUS_FLAGGED = "flagged"  # kept for the record, never processed
+STATUS_IGNORED = "ignored"  # accepted but nothing to do (e.g. Eventbrite test ping)
+
+RAW_TABLES: dict[str, Table] = {
+    "webhook_events": hub_db.webhook_events,
+    "inbound_emails": hub_db.inbound_emails,
+    "checkout_requests": hub_db.checkout_requests,
+    "platform_pulls": hub_db.platform_pulls,
+}
+
+# Header values that are credentials of the sender (or of us) and are never stored.
+# Signature headers (Stripe-Signature, X-Hub-Signature-256, X-Luma-Signature) are kept:
+# they are only valid for this exact body and let the ingest (or an audit) re-verify it.
+MASKED_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-luma-api-key",
+        "x-auth-token",
+    }
+)
+MASK = "***"
+
+# Keys longer than this are replaced by their SHA-256 (a btree entry has a size limit).
+MAX_DEDUPE_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class RawStoreResult:
+    id: int
+    duplicate: bool
+
+
+def sha256_hex(data: bytes | str) -> str:
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _clean_text(value: str | None) -> str | None:
+    """PostgreSQL TEXT and JSONB refuse NUL characters."""
+    if value is None:
+        return None
+    return value.replace("\x00", "\ufffd")
+
+
+def normalize_dedupe_key(key: str | None) -> str | None:
+    """The key as stored: NUL-free, and hashed (``sha256:<hex>``) when too long."""
+    if key is None:
+        return None
+    key = _clean_text(key.strip()) or ""
+    if not key:
+        return None
+    if len(key) > MAX_DEDUPE_KEY_LENGTH:
+        return f"sha256:{sha256_hex(key)}"
+    return key
+
+
+def redact_headers(
+    headers: Mapping[str, Any] | Iterable[tuple[str, Any]],
+) -> dict[str, str]:
+    """Headers fit for the raw table: credentials masked, repeats joined with ", ".
+
+    Authorization, Cookie and API-key headers become ``***``; signature headers are kept
+    verbatim (they are bound to the body and needed to re-verify it).
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, str] = {}
+    for name, value in items:
+        name = _clean_text(str(name)) or ""
+        text = MASK if name.lower() in MASKED_HEADERS else (_clean_text(str(value)) or "")
+        out[name] = f"{out[name]}, {text}" if name in out and text != MASK else text
+    return out
+
+
+def _table(table: str | Table) -> Table:
+    if isinstance(table, Table):
+        return table
+    name = table.split(".", 1)[1] if table.startswith("raw.") else table
+    try:
+        return RAW_TABLES[name]
+    except KeyError:
+        raise ValueError(f"unknown raw table {table!r}") from None
+
+
+def store_raw(
+    conn: Connection,
+    table: str | Table,
+    *,
+    source: str,
+    headers: Mapping[str, Any],
+    body: bytes,
+    dedupe_key: str | None,
+    verified: bool,
+    flag: str | None,
+    status: str,
+    event_type: str | None = None,
+    sender: str | None = None,
+    subject: str | None = None,
+    body_size: int | None = None,
+    body_truncated: bool = False,
+) -> RawStoreResult:
+    """Insert one raw row unless ``(source, dedupe_key)`` is already there.
+
+    Runs ``INSERT ... ON CONFLICT (source, dedupe_key) WHERE dedupe_key IS NOT NULL DO
+    NOTHING RETURNING id`` in the caller's transaction; on a conflict the id of the row
+    already stored is returned with ``duplicate=True`` and nothing is written.
+    ``headers`` are stored as given (pass them through :func:`redact_headers`).
+    ``event_type`` applies to ``raw.webhook_events``; ``sender``/``subject`` to
+    ``raw.inbound_emails``; passing one to a table without the column is an error.
+    """
+    target = _table(table)
+    key = normalize_dedupe_key(dedupe_key)
+    values: dict[str, Any] = {
+        "source": _clean_text(source),
+        "dedupe_key": key,
+        "headers": dict(headers),
+        "body": bytes(body),
+        "body_size": len(body) if body_size is None else int(body_size),
+        "body_truncated": bool(body_truncated),
+        "verified": bool(verified),
+        "flag": _clean_text(flag),
+        "status": status,
+    }
+    for column, value in (("event_type", event_type), ("sender", sender), ("subject", subject)):
+        if value is None:
+            continue
+        if column not in target.c:
+            raise ValueError(f"raw.{target.name} has no column {column}")
+        values[column] = _clean_text(value)
+
+    stmt = insert(target).values(**values)
+    if key is not None:
+        stmt = stmt.on_conflict_do_nothing(
+            index_elements=[target.c.source, target.c.dedupe_key],
+            index_where=target.c.dedupe_key.isnot(None),
+        )
+    new_id = conn.execute(stmt.returning(target.c.id)).scalar_one_or_none()
+    if new_id is not None:
+        return RawStoreResult(id=int(new_id), duplicate=False)
+    existing = conn.execute(
+        select(target.c.id).where(target.c.source == values["source"], target.c.dedupe_key == key)
+    ).scalar_one()
+    return RawStoreResult(id=int(existing), duplicate=True)

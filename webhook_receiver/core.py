@@ -1,0 +1,253 @@
+"""The request life cycle shared by every endpoint: read, keep, answer.
+
+Each endpoint calls :func:`begin` (reads the capped body, refuses oversize), then either
+:func:`reject` (stores a flagged row, answers a JSON 4xx/5xx) or :func:`accept` (stores
+the row, answers 200 ``accepted``/``duplicate``/``ignored``). The row is committed in
+one transaction BEFORE the response is produced; when PostgreSQL cannot take it the
+answer is 503 ``unavailable`` with Retry-After, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import redis as redis_lib
+from flask import current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import exc as sa_exc
+
+from hub import db as hub_db
+from hub.embedded import EmbeddedServiceError, resolve_redis_url
+from hub.raw import (
+    STATUS_FLAGGED,
+    STATUS_IGNORED,
+    STATUS_RECEIVED,
+    RawStoreResult,
+    redact_headers,
+    store_raw,
+)
+from hub.settings import Settings
+from webhook_receiver.body import Body, read_body
+from webhook_receiver.logs import safe_path
+
+WEBHOOKS = "webhook_events"
+INBOUND = "inbound_emails"
+RETRY_AFTER_SECONDS = "30"
+
+# Errors meaning "the database is not reachable now" (retry later), not "our bug".
+DB_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    EmbeddedServiceError,
+)
+
+
+class ReceiverError(Exception):
+    """An answered refusal: JSON ``{"error", "message", "field"?}`` with ``status``."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        *,
+        outcome: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.outcome = outcome
+        self.field = field
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, str]:
+        data = {"error": self.error, "message": self.message}
+        if self.field:
+            data["field"] = self.field
+        return data
+
+
+@dataclass
+class Delivery:
+    source: str
+    table: str
+    body: Body
+    headers: dict[str, str]
+
+
+def settings() -> Settings:
+    return current_app.config["HUB_SETTINGS"]
+
+
+def configured_secrets() -> list[str]:
+    s = settings()
+    names = (
+        "stripe_webhook_secret",
+        "mailgun_signing_key",
+        "sendgrid_inbound_token",
+        "whatsapp_app_secret",
+        "whatsapp_verify_token",
+        "luma_webhook_secret",
+        "netgsm_report_token",
+    )
+    return [v for v in (s.secret(n) for n in names) if v]
+
+
+def redis_client() -> redis_lib.Redis:
+    """One client per app (thread-safe pool), short timeouts."""
+    client = current_app.extensions.get("hub_redis")
+    if client is None:
+        client = redis_lib.Redis.from_url(
+            resolve_redis_url(settings()), socket_timeout=2, socket_connect_timeout=2
+        )
+        current_app.extensions["hub_redis"] = client
+    return client
+
+
+def request_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Redacted request headers plus ``:method`` and ``:path`` (URL tokens masked)."""
+    headers = redact_headers(request.headers.items())
+    headers[":method"] = request.method
+    headers[":path"] = safe_path(request.path, configured_secrets())
+    if extra:
+        headers.update(extra)
+    return headers
+
+
+def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = None) -> Delivery:
+    """Read the body (capped); an oversize body is kept truncated and answered 413."""
+    g.source = source
+    limit = settings().receiver_max_body_bytes
+    body = read_body(request.stream, request.content_length, limit)
+    delivery = Delivery(source, table, body, request_headers(extra_headers))
+    if body.truncated:
+        reject(
+            delivery,
+            413,
+            "too_large",
+            f"body exceeds {limit} bytes",
+            outcome="oversize",
+            flag="oversize",
+        )
+    return delivery
+
+
+def keep(
+    delivery: Delivery,
+    *,
+    dedupe_key: str | None,
+    verified: bool,
+    flag: str | None,
+    status: str,
+    **columns: Any,
+) -> RawStoreResult:
+    """Commit the raw row (one transaction); 503 ``unavailable`` when PostgreSQL is down."""
+    try:
+        with hub_db.get_engine(settings()).begin() as conn:
+            result = store_raw(
+                conn,
+                delivery.table,
+                source=delivery.source,
+                headers=delivery.headers,
+                body=delivery.body.data,
+                body_size=delivery.body.size,
+                body_truncated=delivery.body.truncated,
+                dedupe_key=dedupe_key,
+                verified=verified,
+                flag=flag,
+                status=status,
+                **{k: v for k, v in columns.items() if v is not None},
+            )
+    except DB_UNAVAILABLE as exc:
+        g.error_type = type(exc).__name__
+        raise unavailable("the raw store is unavailable; retry later") from None
+    g.raw_id = result.id
+    return result
+
+
+def unavailable(message: str, *, error: str = "unavailable") -> ReceiverError:
+    return ReceiverError(
+        503,
+        error,
+        message,
+        outcome="unavailable" if error == "unavailable" else error,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def reject(
+    delivery: Delivery,
+    status: int,
+    error: str,
+    message: str,
+    *,
+    outcome: str,
+    flag: str,
+    field: str | None = None,
+    verified: bool = False,
+    **columns: Any,
+) -> NoReturn:
+    """Keep the request flagged (no dedupe key: it can never shadow a genuine delivery)."""
+    keep(delivery, dedupe_key=None, verified=verified, flag=flag, status=STATUS_FLAGGED, **columns)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    raise ReceiverError(status, error, message, outcome=outcome, field=field, headers=headers)
+
+
+def not_configured(delivery: Delivery, setting: str) -> NoReturn:
+    reject(
+        delivery,
+        503,
+        "not_configured",
+        f"the receiver has no {setting} configured",
+        outcome="not_configured",
+        flag="not_configured",
+    )
+
+
+def malformed(delivery: Delivery, field: str, message: str, **columns: Any) -> NoReturn:
+    reject(
+        delivery,
+        400,
+        "malformed",
+        message,
+        outcome="malformed",
+        flag="malformed",
+        field=field,
+        **columns,
+    )
+
+
+def accept(
+    delivery: Delivery,
+    *,
+    dedupe_key: str | None,
+    verified: bool = True,
+    flag: str | None = None,
+    status: str = STATUS_RECEIVED,
+    **columns: Any,
+) -> ResponseReturnValue:
+    result = keep(
+        delivery, dedupe_key=dedupe_key, verified=verified, flag=flag, status=status, **columns
+    )
+    if result.duplicate:
+        g.outcome = "duplicate"
+        return jsonify(status="duplicate", id=result.id), 200
+    g.outcome = "ignored" if status == STATUS_IGNORED else "accepted"
+    return jsonify(status=g.outcome, id=result.id), 200
+
+
+def json_object(delivery: Delivery) -> dict[str, Any]:
+    """The body as a JSON object, or a kept 400 naming ``body``."""
+    try:
+        data = json.loads(delivery.body.data)
+    except ValueError:
+        malformed(delivery, "body", "body is not valid JSON")
+    if not isinstance(data, dict):
+        malformed(delivery, "body", "body is not a JSON object")
+    return data

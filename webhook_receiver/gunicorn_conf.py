@@ -1,0 +1,67 @@
+"""gunicorn settings of the receiver.
+
+``gunicorn -c webhook_receiver/gunicorn_conf.py "webhook_receiver.app:create_app()"``
+
+- ``HUB_RECEIVER_BIND`` (default ``127.0.0.1:5000``), ``HUB_RECEIVER_WORKERS`` (2-4,
+  default 2), ``HUB_RECEIVER_THREADS`` (default 4): gthread workers.
+- Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set here, before any
+  worker imports prometheus_client, to ``<HUB_DATA_DIR>/prometheus/<bind>`` (one
+  directory per bound address, so two receivers on one data dir do not mix), emptied
+  when the master starts (``on_starting``); ``child_exit`` marks dead workers.
+- JSON access and error logs (webhook_receiver.logs.GunicornJsonLogger), access lines
+  to stdout: path with URL tokens masked, no query string.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+# gunicorn executes this file by path: make the project importable from it.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from hub.settings import load_settings  # noqa: E402
+
+bind = [os.environ.get("HUB_RECEIVER_BIND", "127.0.0.1:5000")]
+workers = max(2, min(4, int(os.environ.get("HUB_RECEIVER_WORKERS", "2"))))
+worker_class = "gthread"
+threads = max(1, int(os.environ.get("HUB_RECEIVER_THREADS", "4")))
+timeout = 30
+graceful_timeout = 20
+keepalive = 5
+preload_app = False  # metrics values must be created in the workers, after fork
+limit_request_line = 8190
+limit_request_fields = 100
+
+accesslog = os.environ.get("HUB_RECEIVER_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("HUB_RECEIVER_LOG_LEVEL", "info")
+logger_class = "webhook_receiver.logs.GunicornJsonLogger"
+
+
+def _metrics_dir() -> Path:
+    data_dir = load_settings().data_dir
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", bind[0]).strip("_") or "default"
+    return data_dir / "prometheus" / name
+
+
+_dir = _metrics_dir()
+_dir.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_dir)
+
+
+def on_starting(server) -> None:
+    """Once per master start (not on HUP): drop the files of a previous run."""
+    shutil.rmtree(_dir, ignore_errors=True)
+    _dir.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,106 @@
+"""One JSON object per log line, with secrets kept out.
+
+The receiver logs one line per request on ``webhook_receiver.access`` (timestamp, method,
+path, status, source, outcome, duration_ms, raw_id): never a body, a header or a query
+string. Paths can carry a secret (SendGrid's URL token), so they pass through
+:func:`safe_path` first. :class:`GunicornJsonLogger` gives gunicorn the same treatment
+for its access and error logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from gunicorn.glogging import Logger as _GunicornLogger
+
+ACCESS_LOGGER = "webhook_receiver.access"
+MASK = "***"
+# Path segments that are secrets by construction: /inbound/email/sendgrid/<token>
+_TOKEN_PATH = re.compile(r"^(/inbound/email/sendgrid/)[^/]+", re.IGNORECASE)
+_MAX_PATH = 200
+
+
+def utc_timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def safe_path(path: str, secrets: Iterable[str | None] = ()) -> str:
+    """The request path fit for a log: URL tokens masked, any known secret replaced."""
+    path = _TOKEN_PATH.sub(rf"\g<1>{MASK}", path or "")
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in path:
+            path = path.replace(secret, MASK)
+    return path[:_MAX_PATH]
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"timestamp", "level", "logger", ...fields}``; fields come from ``extra={"fields":}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            data.update(fields)
+        else:
+            data["message"] = record.getMessage()
+        if record.exc_info and record.exc_info[0] is not None:
+            # The class only: exception messages can quote SQL parameters (bodies).
+            data["error_type"] = record.exc_info[0].__name__
+        return json.dumps(data, default=str, ensure_ascii=False)
+
+
+def access_logger() -> logging.Logger:
+    """The per-request logger, with a JSON stderr handler installed once."""
+    logger = logging.getLogger(ACCESS_LOGGER)
+    if not any(getattr(h, "_hub_json", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+        handler._hub_json = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return logger
+
+
+class GunicornJsonLogger(_GunicornLogger):
+    """gunicorn's logger with JSON access lines (path masked, no query) and JSON errors."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+    def access(self, resp: Any, req: Any, environ: dict, request_time: Any) -> None:
+        if not self.cfg.accesslog:
+            return
+        try:
+            status = int(str(resp.status).split()[0])
+        except (ValueError, IndexError):
+            status = None
+        line = {
+            "timestamp": utc_timestamp(),
+            "logger": "gunicorn.access",
+            "remote": environ.get("REMOTE_ADDR"),
+            "method": environ.get("REQUEST_METHOD"),
+            "path": safe_path(environ.get("PATH_INFO", "")),
+            "status": status,
+            "bytes": getattr(resp, "sent", None),
+            "duration_ms": round(request_time.total_seconds() * 1000, 2),
+            "user_agent": (environ.get("HTTP_USER_AGENT") or "")[:200],
+        }
+        try:
+            self.access_log.info(json.dumps(line, ensure_ascii=False))
+        except Exception:
+            self.error("access log failed")
