@@ -40,7 +40,7 @@ def prepare_dagster_home(settings: Settings) -> Path:
     return home
 
 
-def get_instance(settings: Settings):  # noqa: ANN201
+def get_instance(settings: Settings):
     """The persistent Dagster instance (the same one the UI shows)."""
     from dagster import DagsterInstance
 

@@ -35,3 +35,14 @@ class HubRedis(ConfigurableResource):
 
     def key(self, *parts: Any) -> str:
         return ":".join([get_settings().redis_namespace, *map(str, parts)])
+
+
+class PlatformAdapters(ConfigurableResource):
+    """Builds channel adapters from settings and the vault (sandbox or live alike)."""
+
+    def build(self, platform: str, client: Any = None) -> Any:
+        from hub.vault import Vault
+        from integrations.factory import build_adapter
+
+        settings = get_settings()
+        return build_adapter(platform, settings, Vault(settings=settings), client=client)

@@ -1,0 +1,154 @@
+"""Per event (partition), per platform (asset): the published event and its registrations.
+
+One multi-asset publishes to the selected platforms concurrently (asyncio + httpx); the
+platforms that succeed materialize with their metadata (platform id, URL, latency,
+attempts) even when another fails, and the failure is raised after them so Dagster's
+retry policy runs the step again: already-published platforms then do nothing.
+"""
+
+import asyncio
+
+import httpx
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Backoff,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    multi_asset,
+)
+from sqlalchemy import select
+
+from hub.db import events as events_table
+from hub.events import get_event
+from hub.models import SYNDICATED_PLATFORMS
+from orchestration.resources import HubDatabase, PlatformAdapters
+from orchestration.syndication.partitions import events_partitions
+from orchestration.syndication.publisher import sync_channel
+from orchestration.syndication.puller import pull_registrations
+
+PLATFORMS = [p.value for p in SYNDICATED_PLATFORMS]
+
+
+def published_key(platform: str) -> AssetKey:
+    return AssetKey(["syndication", f"{platform}_event"])
+
+
+def registrations_key(platform: str) -> AssetKey:
+    return AssetKey(["syndication", f"{platform}_registrations"])
+
+
+def _event_for(context: AssetExecutionContext, hub_db: HubDatabase):
+    with hub_db.engine().connect() as conn:
+        event_id = conn.scalar(select(events_table.c.id).where(
+            events_table.c.slug == context.partition_key))
+        if event_id is None:
+            raise Failure(f"no event with slug {context.partition_key!r}")
+        return get_event(conn, event_id)
+
+
+def _selected(context: AssetExecutionContext, key_for) -> list[str]:
+    keys = context.selected_asset_keys
+    return [p for p in PLATFORMS if key_for(p) in keys]
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(published_key(p), description=f"The event as published on {p}",
+                  group_name="syndication", kinds={p}, skippable=True)
+        for p in PLATFORMS
+    ],
+    partitions_def=events_partitions,
+    can_subset=True,
+    retry_policy=RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENTIAL),
+)
+def published_events(context: AssetExecutionContext, hub_db: HubDatabase,
+                     adapters: PlatformAdapters):
+    event = _event_for(context, hub_db)
+    platforms = _selected(context, published_key)
+    engine = hub_db.engine()
+    actor = f"dagster:run:{context.run_id[:8]}"
+
+    async def run():
+        async with httpx.AsyncClient(timeout=30) as client:
+            built = {p: adapters.build(p, client) for p in platforms}
+            return await asyncio.gather(*(
+                sync_channel(engine, event, p, built[p], actor=actor, attempts=4)
+                for p in platforms))
+
+    outcomes = asyncio.run(run())
+    failed = []
+    for outcome in outcomes:
+        if not outcome.ok:
+            failed.append(outcome)
+            context.log.error(f"{outcome.platform}: {outcome.error}")
+            continue
+        yield MaterializeResult(
+            asset_key=published_key(outcome.platform),
+            metadata={
+                "action": outcome.action,
+                "platform_event_id": outcome.platform_event_id or "",
+                "url": MetadataValue.url(outcome.url) if outcome.url else "",
+                "latency_ms": round(outcome.latency_ms, 1),
+                "attempts": outcome.attempts,
+                "event_version": event.version,
+            },
+        )
+    if failed:
+        raise Failure(
+            description="; ".join(f"{o.platform}: {o.error}" for o in failed),
+            metadata={"failed_platforms": ", ".join(o.platform for o in failed)},
+        )
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(registrations_key(p), deps=[published_key(p)],
+                  description=f"Registrations pulled from {p} into app.registrations",
+                  group_name="syndication", kinds={p, "postgres"}, skippable=True)
+        for p in PLATFORMS
+    ],
+    partitions_def=events_partitions,
+    can_subset=True,
+    retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
+)
+def pulled_registrations(context: AssetExecutionContext, hub_db: HubDatabase,
+                         adapters: PlatformAdapters):
+    event = _event_for(context, hub_db)
+    platforms = _selected(context, registrations_key)
+    engine = hub_db.engine()
+    actor = f"dagster:run:{context.run_id[:8]}"
+    full = context.run.tags.get("hub/full_rescan") == "true"
+
+    async def run():
+        async with httpx.AsyncClient(timeout=60) as client:
+            built = {p: adapters.build(p, client) for p in platforms}
+            return await asyncio.gather(*(
+                pull_registrations(engine, event, p, built[p], actor=actor, full=full)
+                for p in platforms), return_exceptions=True)
+
+    results = asyncio.run(run())
+    errors = []
+    for platform, result in zip(platforms, results, strict=True):
+        if isinstance(result, BaseException):
+            errors.append(f"{platform}: {result}")
+            context.log.error(f"{platform}: {result}")
+            continue
+        counts = result.counts
+        yield MaterializeResult(
+            asset_key=registrations_key(platform),
+            metadata={
+                "pages": result.pages,
+                "items": result.items,
+                "inserted": counts.inserted if counts else 0,
+                "updated": counts.updated if counts else 0,
+                "unchanged": counts.unchanged if counts else 0,
+                "seconds": round(result.seconds, 2),
+                "full_rescan": full,
+            },
+        )
+    if errors:
+        raise Failure(description="; ".join(errors))
