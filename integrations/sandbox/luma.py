@@ -1100,7 +1100,10 @@ def create_app(
         count = body.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10_000:
             raise _bad("count must be an integer between 0 and 10000", "count")
-        ids = sandbox.simulate_registrations(_required(body, "event_id"), count, body.get("seed"))
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise _bad("seed must be an integer or null", "seed")
+        ids = sandbox.simulate_registrations(_required(body, "event_id"), count, seed)
         return jsonify(ids=ids)
 
     @app.post("/_sandbox/simulate/cancel")

@@ -1,0 +1,486 @@
+"""The Luma emulator over real HTTP: wire shapes, cursors, capacity, webhooks, faults, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from flask import Flask, request
+
+from integrations.luma import WEBHOOK_SIGNATURE_HEADER, verify_webhook_signature
+from integrations.sandbox.common import ServerHandle, serve_in_thread
+from integrations.sandbox.credentials import LUMA_API_KEY
+from integrations.sandbox.luma import create_app
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENT = {
+    "name": "PyIstanbul Meetup #42",
+    "start_at": "2026-06-01T18:30:00+03:00",
+    "end_at": "2026-06-01T21:00:00+03:00",
+    "timezone": "Europe/Istanbul",
+    "description_md": "Talks and çay.",
+    "geo_address_json": {"type": "manual", "address": "Kadıköy, İstanbul"},
+    "max_capacity": 100,
+    "visibility": "public",
+    "require_rsvp_approval": True,
+}
+
+
+class Receiver:
+    """A tiny webhook receiver on a real port, recording every delivery."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        self._cond = threading.Condition()
+        app = Flask("luma-receiver")
+
+        @app.post("/hooks/luma")
+        def hook() -> tuple[str, int]:
+            with self._cond:
+                self.deliveries.append((dict(request.headers), request.get_data()))
+                self._cond.notify_all()
+            return "", 204
+
+        self.handle = serve_in_thread(app)
+        self.url = f"{self.handle.url}/hooks/luma"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.deliveries) < count:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"got {len(self.deliveries)} of {count} webhooks"
+                self._cond.wait(remaining)
+            return list(self.deliveries)
+
+    def payloads(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.deliveries]
+
+
+@pytest.fixture()
+def server() -> Iterator[ServerHandle]:
+    handle = serve_in_thread(create_app(None))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture()
+def api(server: ServerHandle) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"x-luma-api-key": LUMA_API_KEY}) as client:
+        yield client
+
+
+@pytest.fixture()
+def receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+    yield rec
+    rec.handle.stop()
+
+
+def make_event(api: httpx.Client, **overrides) -> str:
+    response = api.post("/public/v1/event/create", json={**EVENT, **overrides})
+    assert response.status_code == 200, response.text
+    return response.json()["api_id"]
+
+
+def simulate(api: httpx.Client, event_id: str, count: int, seed: int = 7) -> list[str]:
+    response = api.post(
+        "/_sandbox/simulate/registrations",
+        json={"event_id": event_id, "count": count, "seed": seed},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["ids"]
+
+
+def guests(api: httpx.Client, event_id: str, **params) -> dict:
+    response = api.get("/public/v1/event/get-guests", params={"event_api_id": event_id, **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_create_and_get_event_legacy_shape(api: httpx.Client) -> None:
+    event_id = make_event(api)
+    assert re.fullmatch(r"evt-[A-Za-z0-9]{15}", event_id)
+    body = api.get("/public/v1/event/get", params={"api_id": event_id}).json()
+    event = body["event"]
+    assert event["api_id"] == event_id
+    assert event["name"] == EVENT["name"]
+    assert event["start_at"] == "2026-06-01T15:30:00.000Z"
+    assert event["end_at"] == "2026-06-01T18:00:00.000Z"
+    assert event["timezone"] == "Europe/Istanbul"
+    assert event["require_rsvp_approval"] is True
+    assert event["max_capacity"] == 100
+    assert event["geo_address_json"]["address"] == "Kadıköy, İstanbul"
+    assert re.fullmatch(r"https://lu\.ma/[a-z0-9]{10}", event["url"])
+    assert body["hosts"] and body["hosts"][0]["api_id"].startswith("usr-")
+
+    assert (
+        api.post(
+            "/public/v1/event/update", json={"event_api_id": event_id, "max_capacity": 40}
+        ).json()
+        == {}
+    )
+    assert (
+        api.get("/public/v1/event/get", params={"api_id": event_id}).json()["event"]["max_capacity"]
+        == 40
+    )
+
+    listed = api.get("/public/v1/calendar/list-events").json()
+    assert [e["api_id"] for e in listed["entries"]] == [event_id]
+    assert listed["entries"][0]["event"]["name"] == EVENT["name"]
+
+
+def test_current_and_transitional_aliases(api: httpx.Client) -> None:
+    created = api.post("/v1/events/create", json=EVENT)
+    assert created.status_code == 200
+    assert set(created.json()) == {"id"}
+    event_id = created.json()["id"]
+    assert event_id.startswith("evt-")
+
+    flat = api.get("/v1/events/get", params={"event_id": event_id}).json()
+    assert flat["id"] == event_id and "api_id" not in flat
+    assert flat["waitlist_status"] in ("enabled", "disabled")
+
+    assert (
+        api.post("/v1/events/update", json={"event_id": event_id, "name": "Renamed"}).json() == {}
+    )
+    transitional = api.get("/v1/event/get", params={"api_id": event_id}).json()
+    assert transitional["event"]["name"] == "Renamed"
+
+    ticket = api.post(
+        "/v1/events/ticket-types/create",
+        json={
+            "event_id": event_id,
+            "name": "Supporter",
+            "type": "paid",
+            "cents": 25000,
+            "currency": "try",
+            "require_approval": True,
+            "is_hidden": False,
+            "max_capacity": 10,
+        },
+    ).json()
+    assert ticket["id"].startswith("ett-") and ticket["cents"] == 25000
+
+    [guest_id] = simulate(api, event_id, 1)
+    flat_guests = api.get("/v1/events/guests/list", params={"event_id": event_id}).json()
+    [entry] = flat_guests["entries"]
+    assert entry["id"] == guest_id and entry["approval_status"] == "pending_approval"
+    assert entry["event_tickets"][0]["amount"] == 25000
+    assert entry["event_tickets"][0]["is_captured"] is False  # captured on approval
+
+    moved = api.post(
+        "/v1/events/guests/update-status",
+        json={"event_id": event_id, "guest_id": guest_id, "status": "waitlist"},
+    )
+    assert moved.status_code == 200
+    one = api.get("/v1/events/guests/get", params={"event_id": event_id, "id": guest_id}).json()
+    assert one["guest"]["approval_status"] == "waitlist"
+    # the legacy endpoint only accepts approved|declined
+    legacy = api.post(
+        "/public/v1/event/update-guest-status",
+        json={
+            "event_api_id": event_id,
+            "guest": {"type": "api_id", "api_id": guest_id},
+            "status": "waitlist",
+        },
+    )
+    assert legacy.status_code == 400 and legacy.json()["field"] == "status"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": None}, "name"),
+        ({"name": "  "}, "name"),
+        ({"start_at": None}, "start_at"),
+        ({"start_at": "next tuesday"}, "start_at"),
+        ({"timezone": None}, "timezone"),
+        ({"timezone": "Europe/Atlantis"}, "timezone"),
+        ({"end_at": "2026-06-01T10:00:00+03:00"}, "end_at"),
+        ({"max_capacity": -1}, "max_capacity"),
+        ({"visibility": "secret"}, "visibility"),
+    ],
+)
+def test_validation_errors_name_the_field(api: httpx.Client, change: dict, field: str) -> None:
+    response = api.post("/public/v1/event/create", json={**EVENT, **change})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == field
+    assert isinstance(body["message"], str) and body["message"]
+
+
+def test_unknown_event_and_guest_are_404(api: httpx.Client) -> None:
+    missing = api.get("/public/v1/event/get", params={"api_id": "evt-doesnotexist000"})
+    assert missing.status_code == 404 and "message" in missing.json()
+    event_id = make_event(api)
+    guest = api.get(
+        "/public/v1/event/get-guest", params={"event_api_id": event_id, "api_id": "gst-nope"}
+    )
+    assert guest.status_code == 404
+    unknown_route = api.get("/public/v1/event/nothing-here")
+    assert unknown_route.status_code == 404 and unknown_route.json()["message"]
+
+
+def test_api_key_is_required(server: ServerHandle) -> None:
+    with httpx.Client(base_url=server.url) as anonymous:
+        response = anonymous.get("/public/v1/calendar/list-events")
+        assert response.status_code == 401
+        assert response.json() == {"message": "Invalid API key"}
+        wrong = anonymous.get(
+            "/public/v1/calendar/list-events", headers={"x-luma-api-key": "secret-wrong"}
+        )
+        assert wrong.status_code == 401
+        assert "secret-wrong" not in wrong.text
+        assert anonymous.get("/_sandbox/health").status_code == 200
+
+
+# --------------------------------------------------------------------------- guests
+
+
+def test_guests_paginate_with_stable_resumable_cursor(api: httpx.Client) -> None:
+    event_id = make_event(api, max_capacity=None)
+    first_batch = simulate(api, event_id, 120, seed=1)
+
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"pagination_limit": 50}
+        if cursor:
+            params["pagination_cursor"] = cursor
+        page = guests(api, event_id, **params)
+        seen += [e["guest"]["api_id"] for e in page["entries"]]
+        cursor = page["next_cursor"]
+        assert cursor, "next_cursor is returned on every page, the last one included"
+        if not page["has_more"]:
+            break
+    assert seen == first_batch
+
+    empty = guests(api, event_id, pagination_cursor=cursor)
+    assert empty["entries"] == [] and empty["next_cursor"] == cursor
+
+    newer = simulate(api, event_id, 7, seed=2)
+    resumed = guests(api, event_id, pagination_cursor=cursor)
+    assert [e["guest"]["api_id"] for e in resumed["entries"]] == newer
+
+    # the server caps the limit
+    capped = guests(api, event_id, pagination_limit=1000)
+    assert len(capped["entries"]) == 100 and capped["has_more"] is True
+    bad = api.get(
+        "/public/v1/event/get-guests",
+        params={"event_api_id": event_id, "pagination_cursor": "%%%not-a-cursor"},
+    )
+    assert bad.status_code == 400 and bad.json()["field"] == "pagination_cursor"
+
+    by_name = guests(api, event_id, sort_column="name", pagination_limit=200)
+    names = [e["guest"]["user_name"].lower() for e in by_name["entries"]]
+    assert names == sorted(names)
+
+
+def test_guest_fields_and_lookup(api: httpx.Client) -> None:
+    event_id = make_event(api)
+    [guest_id] = simulate(api, event_id, 1, seed=3)
+    guest = api.get(
+        "/public/v1/event/get-guest", params={"event_api_id": event_id, "api_id": guest_id}
+    ).json()["guest"]
+    assert re.fullmatch(r"gst-[A-Za-z0-9]{15}", guest["api_id"])
+    assert guest["user_email"] == guest["user_email"].strip().lower()
+    assert guest["phone_number"].startswith("+")
+    assert guest["user_name"] and guest["registered_at"].endswith("Z")
+    assert guest["checked_in_at"] is None
+    by_email = api.get(
+        "/public/v1/event/get-guest",
+        params={"event_api_id": event_id, "email": guest["user_email"].upper()},
+    ).json()["guest"]
+    assert by_email["api_id"] == guest_id
+
+
+def test_approval_and_capacity_decide_the_status(api: httpx.Client) -> None:
+    approval = make_event(api, max_capacity=3)
+    simulate(api, approval, 5)
+    statuses = [e["guest"]["approval_status"] for e in guests(api, approval)["entries"]]
+    assert statuses == ["pending_approval"] * 3 + ["waitlist"] * 2
+    waitlisted = guests(api, approval, approval_status="waitlist")["entries"]
+    assert len(waitlisted) == 2
+
+    open_event = make_event(api, require_rsvp_approval=False, max_capacity=2)
+    simulate(api, open_event, 3)
+    statuses = [e["guest"]["approval_status"] for e in guests(api, open_event)["entries"]]
+    assert statuses == ["approved", "approved", "waitlist"]
+
+    added = api.post(
+        "/public/v1/event/add-guests",
+        json={"event_api_id": open_event, "guests": [{"email": "Ayse@Example.com", "name": "A"}]},
+    )
+    assert added.status_code == 200
+    entry = guests(api, open_event)["entries"][-1]["guest"]
+    assert entry["user_email"] == "ayse@example.com" and entry["approval_status"] == "approved"
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+def test_webhooks_are_signed_and_fire_on_registration_and_status(
+    api: httpx.Client, receiver: Receiver
+) -> None:
+    created = api.post(
+        "/v2/webhooks/create",
+        json={"url": receiver.url, "event_types": ["guest.registered", "guest.updated"]},
+    ).json()
+    assert created["id"].startswith("whk-") and created["status"] == "active"
+    assert created["secret"].startswith("whsec_") and len(created["secret"]) > 20
+    listed = api.get("/v1/webhooks/list").json()["entries"]
+    assert [h["id"] for h in listed] == [created["id"]]
+    bad = api.post("/v2/webhooks/create", json={"url": receiver.url, "event_types": ["nope"]})
+    assert bad.status_code == 400 and bad.json()["field"] == "event_types"
+
+    event_id = make_event(api)
+    [guest_id] = simulate(api, event_id, 1)
+    [(headers, body)] = receiver.wait_for(1)
+    signature = headers.get(WEBHOOK_SIGNATURE_HEADER) or headers.get(
+        WEBHOOK_SIGNATURE_HEADER.title()
+    )
+    assert verify_webhook_signature(created["secret"], body, signature)
+    assert not verify_webhook_signature(created["secret"], body + b" ", signature)
+    assert not verify_webhook_signature("whsec_other", body, signature)
+    payload = json.loads(body)
+    assert payload["type"] == "guest.registered"
+    assert payload["data"]["api_id"] == guest_id and payload["data"]["id"] == guest_id
+    assert payload["data"]["event"]["api_id"] == event_id
+    assert payload["data"]["approval_status"] == "pending_approval"
+
+    cancelled = api.post(
+        "/_sandbox/simulate/cancel", json={"event_id": event_id, "guest_id": guest_id}
+    )
+    assert cancelled.status_code == 200
+    receiver.wait_for(2)
+    last = receiver.payloads()[-1]
+    assert last["type"] == "guest.updated" and last["data"]["approval_status"] == "declined"
+
+    assert api.post("/v1/webhooks/delete", json={"id": created["id"]}).json() == {}
+    assert api.get("/v1/webhooks/list").json()["entries"] == []
+    assert api.post("/v1/webhooks/delete", json={"id": created["id"]}).status_code == 404
+
+
+def test_duplicate_and_out_of_order_webhooks(
+    server: ServerHandle, api: httpx.Client, receiver: Receiver
+) -> None:
+    api.post("/v2/webhooks/create", json={"url": receiver.url, "event_types": ["*"]})
+    event_id = make_event(api)
+    receiver.wait_for(1)  # event.created
+    api.post("/_sandbox/config", json={"webhooks": {"duplicate": True, "out_of_order": True}})
+    ids = simulate(api, event_id, 3)
+    receiver.wait_for(7)
+    registered = [
+        p["data"]["api_id"] for p in receiver.payloads() if p["type"] == "guest.registered"
+    ]
+    assert registered == [ids[2], ids[2], ids[1], ids[1], ids[0], ids[0]]
+    sandbox = server.app.extensions["sandbox"]
+    assert sandbox.sender.wait_idle(5)
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_rate_limit_is_per_key_with_retry_after(server: ServerHandle, api: httpx.Client) -> None:
+    api.post("/_sandbox/config", json={"rate_limit": {"limit": 2, "window_seconds": 30}})
+    assert api.get("/public/v1/calendar/list-events").status_code == 200
+    assert api.get("/public/v1/calendar/list-events").status_code == 200
+    limited = api.get("/public/v1/calendar/list-events")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert limited.json()["message"]
+    with httpx.Client(base_url=server.url, headers={"x-luma-api-key": "secret-other"}) as other:
+        assert other.get("/public/v1/calendar/list-events").status_code == 401  # own budget
+    api.post("/_sandbox/reset")
+    assert api.get("/public/v1/calendar/list-events").status_code == 200
+
+
+def test_forced_server_errors_are_json(api: httpx.Client) -> None:
+    api.post("/_sandbox/config", json={"fail_next": {"count": 2, "status": 502}})
+    for _ in range(2):
+        failed = api.get("/public/v1/calendar/list-events")
+        assert failed.status_code == 502 and failed.json()["message"]
+    assert api.get("/public/v1/calendar/list-events").status_code == 200
+
+
+# --------------------------------------------------------------------------- persistence
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_process(state: Path, port: int) -> subprocess.Popen:
+    code = (
+        "import sys; from integrations.sandbox.luma import create_app;"
+        "from integrations.sandbox.common import serve_forever;"
+        "serve_forever(create_app(sys.argv[1]), '127.0.0.1', int(sys.argv[2]))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(state), str(port)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_sandbox/health").status_code == 200:
+                return proc
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("sandbox process did not start")
+
+
+def test_state_survives_a_killed_process(tmp_path: Path) -> None:
+    state = tmp_path / "luma.sqlite"
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    headers = {"x-luma-api-key": LUMA_API_KEY}
+    proc = _start_process(state, port)
+    try:
+        with httpx.Client(base_url=base, headers=headers) as api:
+            event_id = make_event(api)
+            ids = simulate(api, event_id, 5)
+            hook = api.post(
+                "/v2/webhooks/create",
+                json={"url": "http://127.0.0.1:9/unused", "event_types": ["guest.updated"]},
+            ).json()
+            cursor = guests(api, event_id)["next_cursor"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    proc = _start_process(state, port)
+    try:
+        with httpx.Client(base_url=base, headers=headers) as api:
+            event = api.get("/public/v1/event/get", params={"api_id": event_id}).json()["event"]
+            assert event["name"] == EVENT["name"]
+            assert [e["guest"]["api_id"] for e in guests(api, event_id)["entries"]] == ids
+            [saved] = api.get("/v1/webhooks/list").json()["entries"]
+            assert saved["id"] == hook["id"] and saved["secret"] == hook["secret"]
+            newer = simulate(api, event_id, 2, seed=99)
+            resumed = guests(api, event_id, pagination_cursor=cursor)
+            assert [e["guest"]["api_id"] for e in resumed["entries"]] == newer
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
