@@ -1,0 +1,488 @@
+"""The Meetup emulator over real HTTP: OAuth2, GraphQL shapes, RSVPs, faults, persistence."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+
+from integrations.sandbox.common import ServerHandle, serve_in_thread
+from integrations.sandbox.credentials import (
+    MEETUP_CLIENT_ID,
+    MEETUP_CLIENT_SECRET,
+    MEETUP_GROUP_URLNAME,
+    MEETUP_REDIRECT_URI,
+)
+from integrations.sandbox.meetup import create_app, parse
+
+CREATE = """
+mutation create($input: CreateEventInput!) {
+  createEvent(input: $input) {
+    event { id token eventUrl status dateTime endTime duration maxTickets waitlistMode }
+    errors { code field message }
+  }
+}"""
+RSVPS = """
+query rsvps($id: ID!, $first: Int, $after: String, $statuses: [RsvpStatus!]) {
+  event(id: $id) {
+    id
+    rsvps(first: $first, after: $after, filter: {rsvpStatus: $statuses}) {
+      totalCount yesCount waitlistCount
+      pageInfo { hasNextPage endCursor }
+      edges { cursor node { id status guestsCount updated isHost member { id name } } }
+    }
+  }
+}"""
+
+
+def event_input(**overrides: Any) -> dict[str, Any]:
+    data = {
+        "groupUrlname": MEETUP_GROUP_URLNAME,
+        "title": "Python İstanbul #42",
+        "description": "<p>Talks &amp; pizza</p>",
+        "startDateTime": "2026-06-01T19:00:00+03:00",
+        "duration": "PT2H30M",
+        "selfRsvp": False,
+    }
+    data.update(overrides)
+    return data
+
+
+@pytest.fixture()
+def state_path(tmp_path: Path) -> str:
+    return str(tmp_path / "meetup.sqlite")
+
+
+@pytest.fixture()
+def server(state_path: str) -> Iterator[ServerHandle]:
+    handle = serve_in_thread(create_app(state_path))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture()
+def http(server: ServerHandle) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+def authorize(http: httpx.Client, state: str = "st4te") -> str:
+    response = http.get(
+        "/oauth2/authorize",
+        params={
+            "client_id": MEETUP_CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": MEETUP_REDIRECT_URI,
+            "state": state,
+        },
+    )
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith(MEETUP_REDIRECT_URI + "?")
+    query = parse_qs(urlsplit(location).query)
+    assert query["state"] == [state]
+    return query["code"][0]
+
+
+def token_request(http: httpx.Client, **form: str) -> httpx.Response:
+    base = {"client_id": MEETUP_CLIENT_ID, "client_secret": MEETUP_CLIENT_SECRET}
+    return http.post("/oauth2/access", data={**base, **form})
+
+
+def get_tokens(http: httpx.Client) -> dict[str, Any]:
+    response = token_request(
+        http,
+        grant_type="authorization_code",
+        redirect_uri=MEETUP_REDIRECT_URI,
+        code=authorize(http),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+class Gql:
+    def __init__(self, http: httpx.Client, token: str) -> None:
+        self.http = http
+        self.token = token
+
+    def raw(self, query: str, variables: dict | None = None, path: str = "/gql-ext"):
+        return self.http.post(
+            path,
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+
+    def __call__(self, query: str, variables: dict | None = None) -> dict[str, Any]:
+        response = self.raw(query, variables)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def create(self, **overrides: Any) -> dict[str, Any]:
+        body = self(CREATE, {"input": event_input(**overrides)})
+        payload = body["data"]["createEvent"]
+        assert payload["errors"] == [], payload
+        return payload["event"]
+
+
+@pytest.fixture()
+def gql(http: httpx.Client) -> Gql:
+    return Gql(http, get_tokens(http)["access_token"])
+
+
+# --------------------------------------------------------------------------- OAuth2
+
+
+def test_oauth_code_flow_refresh_rotation_and_errors(http: httpx.Client) -> None:
+    bad = http.get(
+        "/oauth2/authorize",
+        params={"client_id": "nope", "response_type": "code", "redirect_uri": "http://x/cb"},
+    )
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_client"
+
+    code = authorize(http)
+    wrong_secret = http.post(
+        "/oauth2/access",
+        data={
+            "client_id": MEETUP_CLIENT_ID,
+            "client_secret": "wrong",
+            "grant_type": "authorization_code",
+            "redirect_uri": MEETUP_REDIRECT_URI,
+            "code": code,
+        },
+    )
+    assert wrong_secret.status_code == 401
+    assert wrong_secret.json()["error"] == "invalid_client"
+
+    first = token_request(
+        http, grant_type="authorization_code", redirect_uri=MEETUP_REDIRECT_URI, code=code
+    )
+    assert first.status_code == 200
+    tokens = first.json()
+    assert tokens["token_type"] == "bearer"
+    assert tokens["expires_in"] == 3600
+    assert tokens["access_token"] and tokens["refresh_token"]
+
+    reused = token_request(
+        http, grant_type="authorization_code", redirect_uri=MEETUP_REDIRECT_URI, code=code
+    )
+    assert reused.status_code == 400
+    assert reused.json()["error"] == "invalid_grant"
+
+    refreshed = token_request(
+        http, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert refreshed.status_code == 200
+    new = refreshed.json()
+    assert new["refresh_token"] != tokens["refresh_token"]
+    assert new["access_token"] != tokens["access_token"]
+
+    spent = token_request(http, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert spent.status_code == 400
+    assert spent.json()["error"] == "invalid_grant"
+
+    unsupported = token_request(http, grant_type="password")
+    assert unsupported.json()["error"] == "unsupported_grant_type"
+
+
+def test_revoked_refresh_token_and_its_access_tokens(http: httpx.Client) -> None:
+    tokens = get_tokens(http)
+    gql = Gql(http, tokens["access_token"])
+    assert gql("{ self { id name } }")["data"]["self"]["name"]
+    revoked = http.post("/_sandbox/oauth/revoke", json={"refresh_token": tokens["refresh_token"]})
+    assert revoked.json()["revoked"] == 2
+    assert gql.raw("{ self { id } }").status_code == 401
+    again = token_request(http, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert again.status_code == 400
+    assert again.json()["error"] == "invalid_grant"
+
+
+def test_graphql_requires_a_valid_unexpired_token(state_path: str) -> None:
+    handle = serve_in_thread(create_app(state_path, access_token_ttl=0))
+    try:
+        with httpx.Client(base_url=handle.url) as http:
+            missing = http.post("/gql-ext", json={"query": "{ self { id } }"})
+            assert missing.status_code == 401
+            error = missing.json()["errors"][0]
+            assert error["extensions"]["code"] == "UNAUTHENTICATED"
+            assert "token" in error["message"].lower()
+            expired = Gql(http, get_tokens(http)["access_token"]).raw("{ self { id } }")
+            assert expired.status_code == 401
+    finally:
+        handle.stop()
+
+
+# --------------------------------------------------------------------------- GraphQL
+
+
+def test_create_draft_then_publish(gql: Gql) -> None:
+    event = gql.create(publishStatus="DRAFT", rsvpSettings={"rsvpLimit": 20}, venueId="online")
+    assert event["id"].isdigit() and len(event["id"]) == 9
+    assert event["status"] == "DRAFT"
+    assert event["eventUrl"] == (
+        f"https://www.meetup.com/{MEETUP_GROUP_URLNAME}/events/{event['id']}/"
+    )
+    assert event["dateTime"] == "2026-06-01T19:00+03:00"
+    assert event["endTime"] == "2026-06-01T21:30+03:00"
+    assert event["duration"] == "PT2H30M"
+    assert (event["maxTickets"], event["waitlistMode"]) == (20, "AUTO")
+
+    published = gql(
+        "mutation($id: ID!) { publishEventDraft(input: {eventId: $id}) "
+        "{ event { id status token } errors { code field message } } }",
+        {"id": event["id"]},
+    )["data"]["publishEventDraft"]
+    assert published["errors"] == []
+    assert published["event"]["status"] == "PUBLISHED"
+    assert published["event"]["token"] == event["token"]
+
+    again = gql(
+        "mutation($id: ID!) { publishEventDraft(input: {eventId: $id}) { errors { code field } } }",
+        {"id": event["id"]},
+    )["data"]["publishEventDraft"]
+    assert again["errors"][0]["field"] == "eventId"
+
+    default = gql.create(title="Published at once")
+    assert default["status"] == "PUBLISHED"
+    assert int(default["id"]) == int(event["id"]) + 1
+    assert (default["maxTickets"], default["waitlistMode"]) == (0, "OFF")
+
+
+def test_mutation_input_errors_have_code_field_message(gql: Gql) -> None:
+    body = gql(CREATE, {"input": {"title": "x" * 81, "duration": "2 hours"}})
+    payload = body["data"]["createEvent"]
+    assert payload["event"] is None
+    by_field = {e["field"]: e for e in payload["errors"]}
+    assert set(by_field) == {"groupUrlname", "description", "startDateTime", "title", "duration"}
+    for error in payload["errors"]:
+        assert set(error) == {"code", "field", "message"}
+        assert error["code"] and error["message"]
+    assert "80" in by_field["title"]["message"]
+
+    bad_start = gql(CREATE, {"input": event_input(startDateTime="next tuesday")})
+    assert bad_start["data"]["createEvent"]["errors"][0]["field"] == "startDateTime"
+
+    unknown = gql(
+        'mutation { editEvent(input: {eventId: "999", title: "t"}) '
+        "{ event { id } errors { code field message } } }"
+    )["data"]["editEvent"]
+    assert unknown["event"] is None
+    assert unknown["errors"][0]["field"] == "eventId"
+    assert unknown["errors"][0]["code"] == "EVENT_NOT_FOUND"
+
+
+def test_schema_errors_are_http_200_validation_errors(gql: Gql) -> None:
+    response = gql.raw("query {\n  event(id: 1) { id nonsense }\n}")
+    assert response.status_code == 200
+    body = response.json()
+    assert "data" not in body
+    error = body["errors"][0]
+    assert error["extensions"]["classification"] == "ValidationError"
+    assert error["locations"] == [{"line": 2, "column": 21}]
+    assert "nonsense" in error["message"]
+
+    unknown_op = gql("mutation { launchRocket(input: {}) { errors { code } } }")
+    assert unknown_op["errors"][0]["extensions"]["classification"] == "ValidationError"
+
+    unknown_input = gql(CREATE, {"input": event_input(colour="red")})
+    assert unknown_input["errors"][0]["extensions"]["classification"] == "ValidationError"
+    assert gql.http.get("/_sandbox/health").json() == {"ok": True}
+
+    syntax = gql("{ event(id: 1) { id ")
+    assert syntax["errors"][0]["extensions"]["classification"] == "InvalidSyntax"
+
+
+def test_aliases_fragments_variables_and_legacy_path(gql: Gql) -> None:
+    event = gql.create()
+    query = """
+    query one($id: ID!, $withGroup: Boolean = true) {
+      first: event(id: $id) { ...Basic group @include(if: $withGroup) { urlname } }
+      ... on Query { second: event(id: $id) { id __typename } }
+    }
+    fragment Basic on Event { id title }
+    query other { self { id } }
+    """
+    response = gql.http.post(
+        "/gql",
+        json={"query": query, "variables": {"id": event["id"]}, "operationName": "one"},
+        headers={"Authorization": f"Bearer {gql.token}"},
+    )
+    data = response.json()["data"]
+    assert data["first"] == {
+        "id": event["id"],
+        "title": "Python İstanbul #42",
+        "group": {"urlname": MEETUP_GROUP_URLNAME},
+    }
+    assert data["second"] == {"id": event["id"], "__typename": "Event"}
+    assert gql('{ event(id: "1") { id } }')["data"] == {"event": None}
+    assert len(parse(query).operations) == 2
+
+
+def test_group_events_connection_filters_by_time(gql: Gql) -> None:
+    ids = [gql.create(startDateTime=f"2026-07-0{d}T19:00:00+03:00")["id"] for d in (1, 2, 3)]
+    draft = gql.create(publishStatus="DRAFT", startDateTime="2026-07-02T19:00:00+03:00")
+    query = """query($u: String!, $from: DateTime, $to: DateTime, $after: String) {
+      groupByUrlname(urlname: $u) {
+        events(first: 2, after: $after, filter: {afterDateTime: $from, beforeDateTime: $to}) {
+          totalCount pageInfo { hasNextPage endCursor } edges { node { id status } }
+        }
+      }
+    }"""
+    page = gql(query, {"u": MEETUP_GROUP_URLNAME})["data"]["groupByUrlname"]["events"]
+    assert page["totalCount"] == 4 and page["pageInfo"]["hasNextPage"]
+    rest = gql(query, {"u": MEETUP_GROUP_URLNAME, "after": page["pageInfo"]["endCursor"]})
+    seen = [e["node"]["id"] for e in page["edges"]] + [
+        e["node"]["id"] for e in rest["data"]["groupByUrlname"]["events"]["edges"]
+    ]
+    assert seen == [*ids, draft["id"]]
+    window = gql(
+        query,
+        {"u": MEETUP_GROUP_URLNAME, "from": "2026-07-02T18:59:00+03:00", "to": "2026-07-02T16:01Z"},
+    )["data"]["groupByUrlname"]["events"]
+    assert {e["node"]["id"] for e in window["edges"]} == {ids[1], draft["id"]}
+    assert gql('{ groupByUrlname(urlname: "other") { id } }')["data"] == {"groupByUrlname": None}
+
+
+# --------------------------------------------------------------------------- RSVPs
+
+
+def simulate(http: httpx.Client, event_id: str, count: int, seed: int = 7) -> list[str]:
+    response = http.post(
+        "/_sandbox/simulate/registrations",
+        json={"event_id": event_id, "count": count, "seed": seed},
+    )
+    assert response.status_code == 200, response.text
+    return response.json()["ids"]
+
+
+def test_rsvp_limit_waitlist_default_filter_and_promotion(gql: Gql) -> None:
+    event = gql.create(rsvpSettings={"rsvpLimit": 3})
+    ids = simulate(gql.http, event["id"], 5)
+    assert all(i.isdigit() and len(i) == 9 for i in ids)
+
+    default = gql(RSVPS, {"id": event["id"]})["data"]["event"]["rsvps"]
+    assert [e["node"]["status"] for e in default["edges"]] == ["YES"] * 3  # YES+ATTENDED only
+    assert (default["totalCount"], default["yesCount"], default["waitlistCount"]) == (3, 3, 2)
+
+    every = gql(RSVPS, {"id": event["id"], "statuses": ["YES", "WAITLIST", "NO"]})
+    nodes = [e["node"] for e in every["data"]["event"]["rsvps"]["edges"]]
+    assert [n["id"] for n in nodes] == ids
+    assert [n["status"] for n in nodes] == ["YES", "YES", "YES", "WAITLIST", "WAITLIST"]
+    for node in nodes:
+        assert set(node["member"]) == {"id", "name"}  # no e-mail, no phone
+        assert node["member"]["name"] and node["isHost"] is False
+
+    cancelled = gql.http.post("/_sandbox/simulate/status", json={"rsvp_id": ids[0], "status": "NO"})
+    assert cancelled.json()["rsvp"]["status"] == "NO"
+    after = gql(RSVPS, {"id": event["id"], "statuses": ["YES", "WAITLIST", "NO"]})
+    statuses = [e["node"]["status"] for e in after["data"]["event"]["rsvps"]["edges"]]
+    assert statuses == ["NO", "YES", "YES", "YES", "WAITLIST"]  # the waitlist moved up
+
+    raise_limit = gql(
+        "mutation($id: ID!) { editEvent(input: {eventId: $id, rsvpSettings: {rsvpLimit: 0}}) "
+        "{ event { maxTickets waitlistMode } errors { code } } }",
+        {"id": event["id"]},
+    )["data"]["editEvent"]
+    assert raise_limit["event"] == {"maxTickets": 0, "waitlistMode": "OFF"}
+    final = gql(RSVPS, {"id": event["id"], "statuses": ["WAITLIST"]})["data"]["event"]["rsvps"]
+    assert final["totalCount"] == 0
+
+
+def test_rsvp_cursors_are_base64_offsets_and_first_is_capped(gql: Gql) -> None:
+    event = gql.create()
+    ids = simulate(gql.http, event["id"], 250)
+    page = gql(RSVPS, {"id": event["id"], "first": 500})["data"]["event"]["rsvps"]
+    assert len(page["edges"]) == 200
+    assert page["edges"][0]["cursor"] == "MA=="
+    assert base64.b64decode(page["pageInfo"]["endCursor"]).decode() == "199"
+    assert page["pageInfo"]["hasNextPage"] is True
+    rest = gql(RSVPS, {"id": event["id"], "first": 100, "after": page["pageInfo"]["endCursor"]})
+    rest_page = rest["data"]["event"]["rsvps"]
+    assert [e["node"]["id"] for e in page["edges"] + rest_page["edges"]] == ids
+    assert rest_page["pageInfo"]["hasNextPage"] is False
+    bad = gql(RSVPS, {"id": event["id"], "after": "%%%"})
+    assert bad["errors"][0]["message"].startswith("Invalid cursor")
+
+
+def test_simulation_refuses_drafts_and_closed_events(gql: Gql) -> None:
+    draft = gql.create(publishStatus="DRAFT")
+    refused = gql.http.post(
+        "/_sandbox/simulate/registrations", json={"event_id": draft["id"], "count": 1}
+    )
+    assert refused.status_code == 409
+    event = gql.create()
+    closed = gql(
+        "mutation($id: ID!) { closeEventRsvps(input: {eventId: $id}) { errors { code } } }",
+        {"id": event["id"]},
+    )
+    assert closed["data"]["closeEventRsvps"]["errors"] == []
+    assert (
+        gql.http.post(
+            "/_sandbox/simulate/registrations", json={"event_id": event["id"], "count": 1}
+        ).status_code
+        == 409
+    )
+    missing = gql.http.post("/_sandbox/simulate/registrations", json={"event_id": "1", "count": 1})
+    assert missing.status_code == 404
+
+
+def test_self_rsvp_makes_the_host_attend(gql: Gql) -> None:
+    event = gql.create(selfRsvp=True)
+    rsvps = gql(RSVPS, {"id": event["id"]})["data"]["event"]["rsvps"]["edges"]
+    assert [(e["node"]["isHost"], e["node"]["status"]) for e in rsvps] == [(True, "YES")]
+
+
+# --------------------------------------------------------------------------- faults, state
+
+
+def test_rate_limit_and_server_errors(gql: Gql) -> None:
+    http = gql.http
+    http.post("/_sandbox/config", json={"rate_limit": {"limit": 1, "window_seconds": 30}})
+    assert gql.raw("{ self { id } }").status_code == 200
+    limited = gql.raw("{ self { id } }")
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 29
+    assert limited.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    http.post("/_sandbox/reset")
+
+    http.post("/_sandbox/config", json={"fail_next": {"count": 1, "status": 502}})
+    failed = gql.raw("{ self { id } }")
+    assert failed.status_code == 502
+    assert failed.json()["errors"][0]["message"]
+    assert gql.raw("{ self { id } }").status_code == 200
+
+
+def test_state_survives_a_restart(state_path: str) -> None:
+    first = serve_in_thread(create_app(state_path))
+    with httpx.Client(base_url=first.url) as http:
+        tokens = get_tokens(http)
+        gql = Gql(http, tokens["access_token"])
+        event = gql.create(rsvpSettings={"rsvpLimit": 2})
+        ids = simulate(http, event["id"], 3)
+    first.app.extensions["sandbox"].store.close()
+    first.stop()
+
+    second = serve_in_thread(create_app(state_path))
+    try:
+        with httpx.Client(base_url=second.url) as http:
+            gql = Gql(http, tokens["access_token"])  # the token survived too
+            again = gql(RSVPS, {"id": event["id"], "statuses": ["YES", "WAITLIST"]})["data"][
+                "event"
+            ]
+            assert [e["node"]["id"] for e in again["rsvps"]["edges"]] == ids
+            assert again["rsvps"]["waitlistCount"] == 1
+            newer = gql.create(title="After restart")
+            assert int(newer["id"]) == int(event["id"]) + 1  # the counter survived
+            more = simulate(http, newer["id"], 1)
+            assert int(more[0]) == int(ids[-1]) + 1
+            refreshed = token_request(
+                http, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+            )
+            assert refreshed.status_code == 200
+    finally:
+        second.stop()
