@@ -1,0 +1,748 @@
+"""Eventbrite channel adapter: REST v3 (CONTRACTS.md Part 1 §2).
+
+The private token travels only in the ``Authorization: Bearer`` header, never in a URL,
+a log line or an error message. Every write is a POST to a path ending in ``/`` with the
+body wrapped in the resource name, exactly like the live API, so the sandbox and
+www.eventbriteapi.com differ only in base URL and token.
+
+How the hub runs Eventbrite:
+
+- An event gets two ticket classes: the visible "General admission" (paid or free) that
+  carries the channel's capacity, and a hidden "Waitlist" class with capacity 0 that is
+  opened, through an access code, for the next waitlisted person when a seat frees.
+- Publishing is resumable: a retry after a crash finds the event it already made
+  (:meth:`EventbriteAdapter.find_existing`) and the ticket classes it already added.
+- Webhooks carry no data and no signature: :meth:`EventbriteAdapter.fetch_api_url` reads
+  the object they name, but only from this adapter's own API host.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import html
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+
+from hub.models import (
+    ChannelPublication,
+    Event,
+    PaymentStatus,
+    Platform,
+    PlatformRegistration,
+    RegistrationPage,
+    RegistrationStatus,
+)
+from integrations.base import (
+    ChannelAdapter,
+    NotFound,
+    ServerError,
+    Unsupported,
+    ValidationFailed,
+    _safe_json,
+)
+
+log = logging.getLogger("hub.integrations.eventbrite")
+
+LIVE_BASE_URL = "https://www.eventbriteapi.com"
+API_PREFIX = "/v3"
+ADMISSION_TICKET_NAME = "General admission"
+WAITLIST_TICKET_NAME = "Waitlist"
+TEST_PING_MARKER = "{api-endpoint-to-fetch-object-details}"
+REGISTRATION_ACTIONS = ("order.placed", "order.updated", "order.refunded", "attendee.updated")
+_ORDER_PATH = re.compile(r"^/v3/orders/(\d+)/?$")
+_ATTENDEE_PATH = re.compile(r"^/v3/events/(\d+)/attendees/(\d+)/?$")
+_MAX_PAGES = 10_000
+_CAPACITY_RETRIES = 3
+
+
+def _utc(when: datetime) -> str:
+    """Eventbrite's UTC form: 2026-05-01T17:00:00Z (no fractions, no offset)."""
+    if when.tzinfo is None:
+        raise ValueError("naive datetime given to the Eventbrite adapter")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _description_html(text: str) -> str:
+    """Plain text to the small HTML Eventbrite accepts: paragraphs and line breaks."""
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text or "") if p.strip()]
+    return "".join(
+        "<p>" + "<br>".join(html.escape(line) for line in p.splitlines()) + "</p>"
+        for p in paragraphs
+    )
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    scheme = url.scheme.lower()
+    port = url.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (url.host or "").lower(), port
+
+
+def _split(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return []
+
+
+def _encode_cursor(state: dict[str, Any]) -> str:
+    raw = json.dumps({k: v for k, v in state.items() if v is not None}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> dict[str, Any]:
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error, json.JSONDecodeError):
+        state = None
+    if not isinstance(state, dict):
+        raise ValidationFailed(
+            Platform.EVENTBRITE.value, "unreadable registration cursor", code="BAD_CURSOR"
+        )
+    return state
+
+
+def _server_time(response: httpx.Response) -> str | None:
+    """The server's clock from the Date header, in Eventbrite's UTC form."""
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return _utc(when if when.tzinfo else when.replace(tzinfo=UTC))
+
+
+def parse_webhook(payload: Any) -> tuple[str, str] | None:
+    """(action, api_url) of an Eventbrite webhook body, or None when it is not one."""
+    if not isinstance(payload, dict):
+        return None
+    config = payload.get("config")
+    action = config.get("action") if isinstance(config, dict) else None
+    api_url = payload.get("api_url")
+    if not isinstance(action, str) or not isinstance(api_url, str):
+        return None
+    return action, api_url
+
+
+def attendee_to_registration(
+    attendee: dict[str, Any], platform_event_id: str | None = None
+) -> PlatformRegistration:
+    """One Eventbrite attendee as the hub's registration (the attendee JSON kept as raw).
+
+    The flags win over the status word (``refunded`` > ``cancelled`` > ``checked_in``)
+    because Eventbrite prints the word for people ("Attending", "Not Attending",
+    "Checked In") and the flags are what its own reports count.
+    """
+    word = str(attendee.get("status") or "").strip().lower().replace(" ", "_")
+    refunded = bool(attendee.get("refunded")) or word == "refunded"
+    cancelled = bool(attendee.get("cancelled")) or word in (
+        "not_attending",
+        "cancelled",
+        "canceled",
+        "deleted",
+        "transferred",
+    )
+    checked_in = bool(attendee.get("checked_in")) or word == "checked_in"
+    costs = attendee.get("costs") or {}
+    gross = costs.get("gross") or {}
+    amount = int(gross.get("value") or 0)
+    currency = gross.get("currency") or None
+
+    if refunded:
+        status, payment = RegistrationStatus.CANCELLED, PaymentStatus.REFUNDED
+    elif cancelled:
+        status = RegistrationStatus.CANCELLED
+        payment = PaymentStatus.PAID if amount > 0 else PaymentStatus.NONE
+    elif checked_in:
+        status = RegistrationStatus.ATTENDED
+        payment = PaymentStatus.PAID if amount > 0 else PaymentStatus.NONE
+    elif word == "unpaid":
+        status, payment = RegistrationStatus.PENDING, PaymentStatus.UNPAID
+    elif word in ("attending", ""):
+        status = RegistrationStatus.APPROVED
+        payment = PaymentStatus.PAID if amount > 0 else PaymentStatus.NONE
+    else:  # a word we do not know: let a person look rather than hand out a seat
+        log.warning("eventbrite attendee %s has unknown status %r", attendee.get("id"), word)
+        status = RegistrationStatus.PENDING
+        payment = PaymentStatus.PAID if amount > 0 else PaymentStatus.NONE
+
+    profile = attendee.get("profile") or {}
+    name = profile.get("name") or " ".join(
+        p for p in (profile.get("first_name"), profile.get("last_name")) if p
+    )
+    return PlatformRegistration(
+        platform=Platform.EVENTBRITE,
+        platform_event_id=str(attendee.get("event_id") or platform_event_id or ""),
+        platform_registration_id=str(attendee["id"]),
+        full_name=name or None,
+        email=profile.get("email") or None,
+        phone=profile.get("cell_phone") or None,
+        status=status,
+        payment_status=payment,
+        amount_minor=amount,
+        currency=currency,
+        registered_at=_parse_time(attendee.get("created")),
+        updated_at=_parse_time(attendee.get("changed")),
+        raw=attendee,
+    )
+
+
+class EventbriteAdapter(ChannelAdapter):
+    """Eventbrite REST v3 for one organization, authenticated by a private token."""
+
+    platform = Platform.EVENTBRITE
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str,
+        organization_id: str,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        root = base_url.rstrip("/")
+        if root.endswith(API_PREFIX):
+            root = root[: -len(API_PREFIX)]
+        super().__init__(root, client=client, timeout=timeout)
+        self._token = token
+        self.organization_id = str(organization_id)
+        self._api_origin = _origin(httpx.URL(self.base_url))
+
+    def __repr__(self) -> str:
+        return f"EventbriteAdapter({self.base_url!r}, organization_id={self.organization_id!r})"
+
+    # -- HTTP ------------------------------------------------------------------
+    def _url(self, path: str) -> str:
+        return f"{self.base_url}{API_PREFIX}/{path.strip('/')}/"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], httpx.Response]:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        response = await self._send(
+            method, self._url(path), headers=headers, params=params, json=json_body
+        )
+        log.debug("eventbrite %s /v3/%s -> %s", method, path.strip("/"), response.status_code)
+        if response.status_code >= 400:
+            self._raise_error(response)
+        body = _safe_json(response)
+        if not isinstance(body, dict):
+            raise ServerError(
+                self.platform.value,
+                f"unreadable reply to {method} /v3/{path.strip('/')}/",
+                status=response.status_code,
+            )
+        return body, response
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        body, _ = await self._request(method, path, params=params, json_body=json_body)
+        return body
+
+    def _raise_error(self, response: httpx.Response) -> None:
+        """Eventbrite's ``{error, error_description, error_detail}`` as a typed error."""
+        body = _safe_json(response)
+        error = description = None
+        field = None
+        if isinstance(body, dict):
+            error = body.get("error")
+            description = body.get("error_description")
+            detail = body.get("error_detail")
+            if isinstance(detail, dict):
+                fields = detail.get("ARGUMENTS_ERROR", detail)
+                if isinstance(fields, dict) and fields:
+                    field = str(next(iter(fields)))
+        if error:
+            message = f"{error}: {description}" if description else str(error)
+        else:
+            message = f"HTTP {response.status_code}: {response.text[:200]}"
+        self._raise_for_status(
+            response,
+            field=field,
+            message=self._scrub(message.replace("\n", " ")),
+            code=str(error) if error else None,
+        )
+
+    async def _paged(
+        self, path: str, key: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item of a continuation-paginated listing."""
+        items: list[dict[str, Any]] = []
+        query = dict(params or {})
+        for _ in range(_MAX_PAGES):
+            body = await self._call("GET", path, params=query)
+            items.extend(body.get(key) or [])
+            pagination = body.get("pagination") or {}
+            continuation = pagination.get("continuation")
+            if not pagination.get("has_more_items") or not continuation:
+                return items
+            query["continuation"] = continuation
+        raise ServerError(self.platform.value, f"/v3/{path}/ never stopped paginating")
+
+    # -- publishing ------------------------------------------------------------
+    def _event_body(self, event: Event, capacity: int | None, venue_id: str | None) -> dict:
+        body: dict[str, Any] = {
+            "name": {"html": html.escape(event.title, quote=False)},
+            "description": {"html": _description_html(event.description)},
+            "start": {"timezone": event.timezone, "utc": _utc(event.starts_at)},
+            "end": {"timezone": event.timezone, "utc": _utc(event.ends_at)},
+            "currency": event.currency,
+            "online_event": event.is_online,
+            "listed": True,
+            "venue_id": venue_id,
+        }
+        if capacity is not None:
+            body["capacity"] = capacity
+        return {"event": body}
+
+    @staticmethod
+    def _price_fields(event: Event) -> dict[str, Any]:
+        if event.is_free:
+            return {"free": True}
+        return {"cost": f"{event.currency},{event.price_minor}"}
+
+    async def _ensure_venue(self, event: Event) -> str | None:
+        """The venue id for a physical event, reusing one with the same name and address."""
+        if event.is_online or not (event.venue_name or event.venue_address):
+            return None
+        name = event.venue_name or event.venue_address or ""
+        address = event.venue_address or None
+        venues = await self._paged(f"organizations/{self.organization_id}/venues", "venues")
+        for venue in venues:
+            if (
+                venue.get("name") == name
+                and (venue.get("address") or {}).get("address_1") == address
+            ):
+                return str(venue["id"])
+        created = await self._call(
+            "POST",
+            f"organizations/{self.organization_id}/venues",
+            json_body={"venue": {"name": name, "address": {"address_1": address}}},
+        )
+        return str(created["id"])
+
+    async def ticket_classes(self, platform_event_id: str) -> list[dict[str, Any]]:
+        return await self._paged(f"events/{platform_event_id}/ticket_classes", "ticket_classes")
+
+    @staticmethod
+    def _find_class(classes: list[dict], name: str, hidden: bool) -> dict[str, Any] | None:
+        for tc in classes:
+            if tc.get("name") == name and bool(tc.get("hidden")) == hidden:
+                return tc
+        return None
+
+    async def _admission(self, platform_event_id: str) -> tuple[dict, list[dict]]:
+        classes = await self.ticket_classes(platform_event_id)
+        admission = self._find_class(classes, ADMISSION_TICKET_NAME, hidden=False)
+        if admission is None:
+            raise NotFound(
+                self.platform.value,
+                f"event {platform_event_id} has no '{ADMISSION_TICKET_NAME}' ticket class",
+            )
+        return admission, classes
+
+    def _publication(
+        self, event_json: dict[str, Any], status: str, raw: dict[str, Any]
+    ) -> ChannelPublication:
+        return ChannelPublication(
+            platform=self.platform,
+            platform_event_id=str(event_json["id"]),
+            url=event_json.get("url"),
+            status=status,
+            raw=raw,
+        )
+
+    async def find_existing(self, event: Event) -> ChannelPublication | None:
+        """The organization's event with this title and start, unless canceled or deleted."""
+        params = {
+            "name_filter": event.title,
+            "time_filter": "all",
+            "status": "all",
+            "order_by": "start_asc",
+        }
+        found = await self._paged(f"organizations/{self.organization_id}/events", "events", params)
+        start = _utc(event.starts_at)
+        escaped = html.escape(event.title, quote=False)
+        for candidate in found:
+            if candidate.get("status") in ("canceled", "deleted"):
+                continue
+            name = candidate.get("name") or {}
+            same_name = (name.get("text") or "").strip() == event.title.strip() or name.get(
+                "html"
+            ) == escaped
+            if same_name and (candidate.get("start") or {}).get("utc") == start:
+                return self._publication(
+                    candidate, str(candidate.get("status")), {"event": candidate}
+                )
+        return None
+
+    async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
+        """Create (or finish creating) the event with both ticket classes and publish it.
+
+        Each step first looks for what an earlier, interrupted attempt already made, so
+        running this again creates no second event and no second ticket class.
+        """
+        existing = await self.find_existing(event)
+        if existing is not None:
+            event_json = existing.raw["event"]
+        else:
+            venue_id = await self._ensure_venue(event)
+            event_json = await self._call(
+                "POST",
+                f"organizations/{self.organization_id}/events",
+                json_body=self._event_body(event, capacity, venue_id),
+            )
+        event_id = str(event_json["id"])
+        draft = event_json.get("status") == "draft"
+
+        classes = await self.ticket_classes(event_id)
+        admission = self._find_class(classes, ADMISSION_TICKET_NAME, hidden=False)
+        if admission is None:
+            admission = await self._call(
+                "POST",
+                f"events/{event_id}/ticket_classes",
+                json_body={
+                    "ticket_class": {
+                        "name": ADMISSION_TICKET_NAME,
+                        "capacity": capacity,
+                        "hidden": False,
+                        "minimum_quantity": 1,
+                        "sales_end": _utc(event.starts_at),
+                        **self._price_fields(event),
+                    }
+                },
+            )
+        elif draft and int(admission.get("capacity") or 0) != capacity:
+            admission = await self._call(
+                "POST",
+                f"events/{event_id}/ticket_classes/{admission['id']}",
+                json_body={"ticket_class": {"capacity": capacity}},
+            )
+        waitlist = self._find_class(classes, WAITLIST_TICKET_NAME, hidden=True)
+        if waitlist is None:
+            waitlist = await self._call(
+                "POST",
+                f"events/{event_id}/ticket_classes",
+                json_body={
+                    "ticket_class": {
+                        "name": WAITLIST_TICKET_NAME,
+                        "capacity": 0,
+                        "hidden": True,
+                        "minimum_quantity": 1,
+                        "maximum_quantity": 1,
+                        "sales_end": _utc(event.starts_at),
+                        **self._price_fields(event),
+                    }
+                },
+            )
+
+        publish_reply: dict[str, Any] = {"published": True, "already": True}
+        if draft:
+            try:
+                publish_reply = await self._call("POST", f"events/{event_id}/publish")
+            except ValidationFailed as exc:
+                # A lost reply to an earlier publish: fine if the event is live now.
+                if exc.code != "ALREADY_PUBLISHED_OR_DELETED":
+                    raise
+                current = await self._call("GET", f"events/{event_id}")
+                if current.get("status") in ("draft", "canceled", "deleted"):
+                    raise
+                publish_reply = {"published": True, "already": True}
+        event_json = await self._call("GET", f"events/{event_id}")
+        return self._publication(
+            event_json,
+            "live",
+            {
+                "event": event_json,
+                "ticket_classes": [admission, waitlist],
+                "publish": publish_reply,
+            },
+        )
+
+    async def update_event(
+        self, event: Event, platform_event_id: str, capacity: int
+    ) -> ChannelPublication:
+        """Title, description, times, venue, price and capacity (never below seats sold)."""
+        admission, classes = await self._admission(platform_event_id)
+        sold_total = sum(int(tc.get("quantity_sold") or 0) for tc in classes)
+        venue_id = await self._ensure_venue(event)
+        event_json = await self._call(
+            "POST",
+            f"events/{platform_event_id}",
+            json_body=self._event_body(event, max(capacity, sold_total), venue_id),
+        )
+        others_sold = sold_total - int(admission.get("quantity_sold") or 0)
+        admission = await self._set_admission_capacity(
+            platform_event_id,
+            admission,
+            lambda tc: max(capacity - others_sold, int(tc.get("quantity_sold") or 0)),
+            extra={"sales_end": _utc(event.starts_at), **self._price_fields(event)},
+        )
+        classes = [admission if tc.get("id") == admission["id"] else tc for tc in classes]
+        return self._publication(
+            event_json,
+            str(event_json.get("status")),
+            {"event": event_json, "ticket_classes": classes},
+        )
+
+    async def update_capacity(self, platform_event_id: str, capacity: int) -> None:
+        """Event capacity and admission capacity to ``capacity`` seats, never below sold.
+
+        Seats sold in other classes (the waitlist) count against ``capacity``.
+        """
+        admission, classes = await self._admission(platform_event_id)
+        sold_total = sum(int(tc.get("quantity_sold") or 0) for tc in classes)
+        others_sold = sold_total - int(admission.get("quantity_sold") or 0)
+        await self._call(
+            "POST",
+            f"events/{platform_event_id}",
+            json_body={"event": {"capacity": max(capacity, sold_total)}},
+        )
+        await self._set_admission_capacity(
+            platform_event_id,
+            admission,
+            lambda tc: max(capacity - others_sold, int(tc.get("quantity_sold") or 0)),
+        )
+
+    async def close_sales(self, platform_event_id: str) -> None:
+        """Pin the admission ticket class's capacity to its ``quantity_sold``.
+
+        Why capacity and not ``sales_end = now``: the hub closes Eventbrite because the
+        event is full everywhere, and a pinned capacity says exactly that on the page
+        ("Sold out", which also lets Eventbrite offer its own waitlist), while an ended
+        sales window says "Sales ended" and has to be undone separately. Reopening is
+        then just :meth:`update_capacity` when a seat frees, there is no clock skew
+        between our "now" and Eventbrite's, and the hidden waitlist class stays usable
+        because the event's own capacity is left alone. If an order lands between our
+        read and our write, Eventbrite refuses a capacity below sold and we re-read.
+        """
+        admission, _ = await self._admission(platform_event_id)
+        await self._set_admission_capacity(
+            platform_event_id, admission, lambda tc: int(tc.get("quantity_sold") or 0)
+        )
+
+    async def _set_admission_capacity(
+        self,
+        platform_event_id: str,
+        admission: dict[str, Any],
+        capacity_of: Any,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """POST the admission capacity computed from a fresh read, retrying a sale race."""
+        path = f"events/{platform_event_id}/ticket_classes/{admission['id']}"
+        current = admission
+        for attempt in range(_CAPACITY_RETRIES):
+            try:
+                return await self._call(
+                    "POST",
+                    path,
+                    json_body={"ticket_class": {"capacity": capacity_of(current), **(extra or {})}},
+                )
+            except ValidationFailed as exc:
+                lost_race = exc.field is not None and exc.field.endswith("capacity")
+                if not lost_race or attempt == _CAPACITY_RETRIES - 1:
+                    raise
+                current = await self._call("GET", path)
+        raise AssertionError("unreachable")
+
+    # -- registrations ---------------------------------------------------------
+    async def list_registrations(
+        self, platform_event_id: str, cursor: str | None = None, page_size: int = 100
+    ) -> RegistrationPage:
+        """One page (Eventbrite's fixed 50, ``page_size`` is ignored) of attendees.
+
+        The cursor carries ``changed_since`` for the current pass and, mid-pass, the
+        server's continuation. When a pass ends, the next ``changed_since`` is the
+        smaller of the latest ``changed`` seen and the server time at the start of the
+        pass: anything that changed while we paged is read again, nothing is skipped.
+        ``changed_since`` is inclusive, so the boundary second comes back once more; the
+        caller dedupes by attendee id.
+        """
+        state = _decode_cursor(cursor) if cursor else {}
+        changed_since = state.get("changed_since")
+        continuation = state.get("continuation")
+        params: dict[str, Any] = {}
+        if changed_since:
+            params["changed_since"] = changed_since
+        path = f"events/{platform_event_id}/attendees"
+        try:
+            query = {**params, "continuation": continuation} if continuation else params
+            body, response = await self._request("GET", path, params=query)
+        except ValidationFailed as exc:
+            if not continuation or "CONTINUATION" not in str(exc.code or "").upper():
+                raise
+            # The server forgot our continuation: restart this pass (dupes, no gaps).
+            continuation, state = None, {"changed_since": changed_since}
+            body, response = await self._request("GET", path, params=params)
+
+        pass_start = state.get("pass_start") if continuation else _server_time(response)
+        attendees = body.get("attendees") or []
+        items = [attendee_to_registration(a, platform_event_id) for a in attendees]
+        seen = [a.get("changed") for a in attendees if isinstance(a.get("changed"), str)]
+        if continuation and state.get("max_changed"):
+            seen.append(state["max_changed"])
+        max_changed = max(seen) if seen else None
+
+        pagination = body.get("pagination") or {}
+        next_continuation = pagination.get("continuation")
+        if pagination.get("has_more_items") and next_continuation:
+            next_state = {
+                "changed_since": changed_since,
+                "continuation": next_continuation,
+                "pass_start": pass_start,
+                "max_changed": max_changed,
+            }
+            has_more = True
+        else:
+            if max_changed:
+                new_since = min(max_changed, pass_start) if pass_start else max_changed
+            else:
+                new_since = changed_since
+            next_state = {"changed_since": new_since}
+            has_more = False
+        return RegistrationPage(
+            items=items,
+            next_cursor=_encode_cursor(next_state),
+            has_more=has_more,
+            raw={"pagination": pagination},
+        )
+
+    async def get_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> PlatformRegistration:
+        attendee = await self._call(
+            "GET", f"events/{platform_event_id}/attendees/{platform_registration_id}"
+        )
+        return attendee_to_registration(attendee, platform_event_id)
+
+    async def fetch_api_url(self, api_url: str) -> list[PlatformRegistration]:
+        """The registrations a webhook's ``api_url`` names (order or attendee).
+
+        A webhook is unsigned, so its ``api_url`` is a stranger's input: anything not on
+        this adapter's own scheme, host and port is refused before any request is made
+        (our token would otherwise go to whoever sent it). Other Eventbrite objects
+        (events, ticket classes) name no registration and give an empty list.
+        """
+        try:
+            url = httpx.URL(api_url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValidationFailed(
+                self.platform.value, "api_url is not a URL", field="api_url", code="BAD_API_URL"
+            ) from exc
+        if _origin(url) != self._api_origin or url.userinfo:
+            raise ValidationFailed(
+                self.platform.value,
+                f"api_url host {url.host!r} is not this adapter's API host; refused",
+                field="api_url",
+                code="FOREIGN_HOST",
+            )
+        if TEST_PING_MARKER in unquote(api_url):
+            raise ValidationFailed(
+                self.platform.value,
+                "api_url is the webhook test ping placeholder; nothing to fetch",
+                field="api_url",
+                code="TEST_PING",
+            )
+        path = unquote(url.path)
+        if match := _ORDER_PATH.match(path):
+            order = await self._call(
+                "GET", f"orders/{match.group(1)}", params={"expand": "attendees"}
+            )
+            event_id = str(order.get("event_id") or "")
+            return [attendee_to_registration(a, event_id) for a in order.get("attendees") or []]
+        if match := _ATTENDEE_PATH.match(path):
+            return [await self.get_registration(match.group(1), match.group(2))]
+        return []
+
+    async def approve_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(
+            self.platform.value,
+            "Eventbrite has no approval flow: an attendee holds a ticket once the order is placed",
+        )
+
+    async def decline_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(
+            self.platform.value,
+            "Eventbrite has no approval flow to decline; refund or cancel the order in "
+            "Eventbrite instead",
+        )
+
+    async def anonymize_registration(
+        self, platform_event_id: str, platform_registration_id: str
+    ) -> None:
+        raise Unsupported(
+            self.platform.value,
+            "Eventbrite's API cannot erase an attendee's personal data: only the attendee "
+            "can delete it from their Eventbrite account (or Eventbrite support on request); "
+            "record the request and tell the person",
+        )
+
+    # -- webhooks --------------------------------------------------------------
+    async def list_webhooks(self) -> list[dict[str, Any]]:
+        return await self._paged(f"organizations/{self.organization_id}/webhooks", "webhooks")
+
+    async def register_webhook(
+        self, endpoint_url: str, actions: list[str], event_id: str | None = None
+    ) -> dict[str, Any]:
+        """The organization's webhook for this endpoint and actions, created if missing."""
+        wanted = sorted(set(actions))
+        for hook in await self.list_webhooks():
+            if (
+                hook.get("endpoint_url") == endpoint_url
+                and sorted(set(_split(hook.get("actions")))) == wanted
+                and str(hook.get("event_id") or "") == str(event_id or "")
+            ):
+                return hook
+        body: dict[str, Any] = {"endpoint_url": endpoint_url, "actions": ",".join(wanted)}
+        if event_id:
+            body["event_id"] = event_id
+        return await self._call(
+            "POST", f"organizations/{self.organization_id}/webhooks", json_body=body
+        )
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """Delete a webhook; one already gone counts as deleted."""
+        try:
+            await self._call("DELETE", f"webhooks/{webhook_id}")
+        except NotFound:
+            return
