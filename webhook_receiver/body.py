@@ -89,8 +89,8 @@ def parse_form(body: bytes, content_type: str | None) -> Form:
         except ValueError as exc:
             raise FormError("body is not a valid urlencoded form") from exc
         for name, value in pairs:
-            form.fields.setdefault(name.encode("latin-1").decode("utf-8", "replace"),
-                                   value.encode("latin-1"))  # fmt: skip
+            key = name.encode("latin-1").decode("utf-8", "replace")
+            form.fields.setdefault(key, value.encode("latin-1"))
         return form
     if mimetype != "multipart/form-data":
         raise FormError("content type must be multipart/form-data or urlencoded")

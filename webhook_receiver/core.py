@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import psycopg
 import redis as redis_lib
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -164,8 +165,13 @@ def keep(
                 status=status,
                 **{k: v for k, v in columns.items() if v is not None},
             )
-    except DB_UNAVAILABLE as exc:
-        g.error_type = type(exc).__name__
+    except (*DB_UNAVAILABLE, sa_exc.ProgrammingError) as exc:
+        if isinstance(exc, sa_exc.ProgrammingError) and not isinstance(
+            exc.orig, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName
+        ):
+            raise
+        # Down, unreachable or not migrated yet: the sender must retry later.
+        g.error_type = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
         raise unavailable("the raw store is unavailable; retry later") from None
     g.raw_id = result.id
     return result
