@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, Definitions
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSelection,
+    AssetSpec,
+    Definitions,
+    define_asset_job,
+)
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from hub.settings import get_settings
@@ -65,8 +72,16 @@ source_specs = [
 ]
 
 
+analytics_build_job = define_asset_job(
+    "analytics_build_job",
+    selection=AssetSelection.assets(hub_dbt_models),
+    description="dbt build: staging, intermediate and marts, with their tests.",
+)
+
+
 def defs() -> Definitions:
     return Definitions(
         assets=[hub_dbt_models, *source_specs],
+        jobs=[analytics_build_job],
         resources={"dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
     )

@@ -1,0 +1,73 @@
+"""Test helpers: the three platform sandboxes on loopback, wired into the hub's settings
+and vault exactly as in sandbox mode (credentials stored, Meetup OAuth run)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub.settings import Settings, load_settings, reset_settings_cache
+from hub.vault import Vault
+from integrations.registry import sandbox_app_factory
+from integrations.sandbox.common import ServerHandle, serve_in_thread
+
+PLATFORMS = ("meetup", "eventbrite", "luma")
+
+
+@dataclass
+class Sandboxes:
+    servers: dict[str, ServerHandle]
+    state_dir: Path
+    settings: Settings
+
+    def url(self, platform: str) -> str:
+        return self.servers[platform].url
+
+    def sandbox(self, platform: str):  # noqa: ANN201
+        return self.servers[platform].app.extensions["sandbox"]
+
+    def restart(self, platform: str) -> None:
+        """Stop a sandbox and start it again on the same port with the same state file."""
+        port = self.servers[platform].port
+        self.servers[platform].stop()
+        self.sandbox(platform).store.close()
+        self.servers[platform] = start_one(platform, self.state_dir, port)
+
+    def stop_all(self) -> None:
+        for server in self.servers.values():
+            server.stop()
+
+
+def start_one(platform: str, state_dir: Path, port: int = 0) -> ServerHandle:
+    app = sandbox_app_factory(platform)(state_path=str(state_dir / f"{platform}.sqlite"))
+    return serve_in_thread(app, port=port)
+
+
+@contextmanager
+def running_sandboxes(state_dir: Path):  # noqa: ANN201
+    from integrations.factory import connect_sandbox_credentials
+
+    servers = {p: start_one(p, state_dir) for p in PLATFORMS}
+    saved = {k: os.environ.get(k) for k in ("HUB_MEETUP_BASE_URL", "HUB_MEETUP_OAUTH_BASE_URL",
+                                            "HUB_EVENTBRITE_BASE_URL", "HUB_LUMA_BASE_URL")}
+    os.environ["HUB_MEETUP_BASE_URL"] = servers["meetup"].url
+    os.environ["HUB_MEETUP_OAUTH_BASE_URL"] = servers["meetup"].url
+    os.environ["HUB_EVENTBRITE_BASE_URL"] = servers["eventbrite"].url
+    os.environ["HUB_LUMA_BASE_URL"] = servers["luma"].url
+    reset_settings_cache()
+    settings = load_settings()
+    asyncio.run(connect_sandbox_credentials(settings, Vault(settings=settings)))
+    boxes = Sandboxes(servers, state_dir, settings)
+    try:
+        yield boxes
+    finally:
+        boxes.stop_all()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings_cache()
