@@ -355,6 +355,8 @@ async def sandbox_authorize(oauth: MeetupOAuth, state: str) -> str:
 
 # =========================================================================== GraphQL documents
 
+_OPERATION_NAME = re.compile(r"\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
+
 _EVENT_FIELDS = "id token title eventUrl status dateTime duration"
 _PAYLOAD = f"event {{ {_EVENT_FIELDS} }} errors {{ code field message }}"
 
@@ -492,11 +494,13 @@ class MeetupAdapter(ChannelAdapter):
             json=payload,
         )
 
-    async def _gql(
-        self, query: str, variables: dict[str, Any], operation_name: str
-    ) -> dict[str, Any]:
+    async def _gql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         """Run one GraphQL operation and return its ``data``; every failure is typed."""
-        payload = {"query": query, "variables": variables, "operationName": operation_name}
+        match = _OPERATION_NAME.match(query)
+        operation_name = match.group(1) if match else "anonymous"
+        payload: dict[str, Any] = {"query": query, "variables": variables}
+        if match:
+            payload["operationName"] = operation_name
         token = await self.tokens.access_token()
         response = await self._post(payload, token)
         if response.status_code == 401:
@@ -555,11 +559,9 @@ class MeetupAdapter(ChannelAdapter):
             body=body,
         )
 
-    async def _mutate(
-        self, field: str, query: str, input_: dict[str, Any], operation_name: str
-    ) -> dict[str, Any]:
+    async def _mutate(self, field: str, query: str, input_: dict[str, Any]) -> dict[str, Any]:
         """Run a mutation and return its payload; payload ``errors`` raise ValidationFailed."""
-        data = await self._gql(query, {"input": input_}, operation_name)
+        data = await self._gql(query, {"input": input_})
         payload = data.get(field)
         if not isinstance(payload, dict):
             raise ServerError(PLATFORM, f"{field}: reply has no payload")
@@ -608,18 +610,12 @@ class MeetupAdapter(ChannelAdapter):
 
     async def _close(self, platform_event_id: str) -> dict[str, Any]:
         return await self._mutate(
-            "closeEventRsvps",
-            CLOSE_EVENT_RSVPS,
-            {"eventId": platform_event_id},
-            "hubCloseEventRsvps",
+            "closeEventRsvps", CLOSE_EVENT_RSVPS, {"eventId": platform_event_id}
         )
 
     async def _publish_draft(self, platform_event_id: str) -> dict[str, Any]:
         return await self._mutate(
-            "publishEventDraft",
-            PUBLISH_EVENT_DRAFT,
-            {"eventId": platform_event_id},
-            "hubPublishEventDraft",
+            "publishEventDraft", PUBLISH_EVENT_DRAFT, {"eventId": platform_event_id}
         )
 
     # ----------------------------------------------------------------- publishing
@@ -639,7 +635,7 @@ class MeetupAdapter(ChannelAdapter):
         }
         if capacity > 0:
             data["rsvpSettings"] = {"rsvpLimit": capacity}
-        created = await self._mutate("createEvent", CREATE_EVENT, data, "hubCreateEvent")
+        created = await self._mutate("createEvent", CREATE_EVENT, data)
         node = created.get("event") or {}
         if not node.get("id"):
             raise ServerError(PLATFORM, "createEvent returned no event id")
@@ -667,7 +663,7 @@ class MeetupAdapter(ChannelAdapter):
             "to": (starts + timedelta(minutes=1)).isoformat(),
         }
         for _ in range(100):  # bounded: at most 5,000 events around one start time
-            data = await self._gql(GROUP_EVENTS, variables, "hubGroupEvents")
+            data = await self._gql(GROUP_EVENTS, variables)
             group = data.get("groupByUrlname")
             if group is None:
                 raise ValidationFailed(
@@ -698,7 +694,7 @@ class MeetupAdapter(ChannelAdapter):
         data = {"eventId": platform_event_id, **self._event_input(event)}
         if capacity > 0:
             data["rsvpSettings"] = {"rsvpLimit": capacity}
-        edited = await self._mutate("editEvent", EDIT_EVENT, data, "hubEditEvent")
+        edited = await self._mutate("editEvent", EDIT_EVENT, data)
         raw: dict[str, Any] = {"edit": edited}
         if capacity <= 0:
             raw["close"] = await self._close(platform_event_id)
@@ -718,7 +714,6 @@ class MeetupAdapter(ChannelAdapter):
             "editEvent",
             EDIT_EVENT,
             {"eventId": platform_event_id, "rsvpSettings": {"rsvpLimit": capacity}},
-            "hubEditEventCapacity",
         )
 
     async def close_sales(self, platform_event_id: str) -> None:
@@ -726,12 +721,7 @@ class MeetupAdapter(ChannelAdapter):
 
     async def open_sales(self, platform_event_id: str) -> None:
         """Re-open RSVPs closed by :meth:`close_sales` (Meetup-only; not in the port)."""
-        await self._mutate(
-            "openEventRsvps",
-            OPEN_EVENT_RSVPS,
-            {"eventId": platform_event_id},
-            "hubOpenEventRsvps",
-        )
+        await self._mutate("openEventRsvps", OPEN_EVENT_RSVPS, {"eventId": platform_event_id})
 
     # ----------------------------------------------------------------- registrations
     async def list_registrations(
@@ -755,7 +745,6 @@ class MeetupAdapter(ChannelAdapter):
                 "after": cursor,
                 "statuses": list(ALL_RSVP_STATUSES),
             },
-            "hubEventRsvps",
         )
         event = data.get("event")
         if event is None:

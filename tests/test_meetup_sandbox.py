@@ -247,6 +247,16 @@ def test_create_draft_then_publish(gql: Gql) -> None:
     )["data"]["publishEventDraft"]
     assert again["errors"][0]["field"] == "eventId"
 
+    deleted = gql(
+        "mutation($id: ID!) { deleteEvent(input: {eventId: $id, removeFromCalendar: true}) "
+        "{ success errors { code } } }",
+        {"id": event["id"]},
+    )["data"]["deleteEvent"]
+    assert deleted == {"success": True, "errors": []}
+    assert gql("query($id: ID!) { event(id: $id) { id } }", {"id": event["id"]})["data"] == {
+        "event": None
+    }
+
     default = gql.create(title="Published at once")
     assert default["status"] == "PUBLISHED"
     assert int(default["id"]) == int(event["id"]) + 1
@@ -407,6 +417,8 @@ def test_rsvp_cursors_are_base64_offsets_and_first_is_capped(gql: Gql) -> None:
     assert rest_page["pageInfo"]["hasNextPage"] is False
     bad = gql(RSVPS, {"id": event["id"], "after": "%%%"})
     assert bad["errors"][0]["message"].startswith("Invalid cursor")
+    wrong_type = gql(RSVPS, {"id": event["id"], "first": "ten"})
+    assert wrong_type["errors"][0]["extensions"]["classification"] == "ValidationError"
 
 
 def test_simulation_refuses_drafts_and_closed_events(gql: Gql) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import logging
 import re
 import secrets
 import string
@@ -59,6 +60,8 @@ from integrations.sandbox.credentials import (
     MEETUP_CLIENT_SECRET,
     MEETUP_GROUP_URLNAME,
 )
+
+log = logging.getLogger("hub.sandbox.meetup")
 
 RSVP_STATUSES = (
     "YES",
@@ -720,6 +723,19 @@ def _decode_cursor(cursor: str | None) -> int:
     return value
 
 
+def _first(args: dict[str, Any]) -> int:
+    """The connection's ``first`` (default 20), capped at MAX_PAGE_SIZE."""
+    value = args.get("first")
+    if value is None:
+        return 20
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise GraphQLError(
+            f"Validation error (WrongType) : argument 'first' must be a non-negative Int, "
+            f"got {value!r}"
+        )
+    return min(value, MAX_PAGE_SIZE)
+
+
 _DURATION_RE = re.compile(
     r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$"
 )
@@ -1298,7 +1314,7 @@ class MeetupSandbox:
         }
 
     def event_connection(self, args: dict[str, Any], *, upcoming_only: bool) -> dict[str, Any]:
-        first = min(int(args.get("first") or 20), MAX_PAGE_SIZE)
+        first = _first(args)
         offset = _decode_cursor(args.get("after")) + 1
         flt = args.get("filter") or {}
         statuses = flt.get("status")
@@ -1346,9 +1362,7 @@ class MeetupSandbox:
         }
 
     def rsvp_connection(self, event_id: str, args: dict[str, Any]) -> dict[str, Any]:
-        first = min(int(args.get("first") or 20), MAX_PAGE_SIZE)
-        if first < 0:
-            raise GraphQLError("first must be positive", classification="DataFetchingException")
+        first = _first(args)
         offset = _decode_cursor(args.get("after")) + 1
         flt = args.get("filter") or {}
         statuses = flt.get("rsvpStatus") or list(DEFAULT_RSVP_FILTER)
@@ -1440,6 +1454,17 @@ class MeetupSandbox:
             data = executor.execute(executor.op.selections, root_type, self.root(executor.op.kind))
         except GraphQLError as exc:
             return {"errors": [exc.as_dict()]}
+        except Exception as exc:  # a resolver bug: answer like graphql-java, not with HTML
+            log.exception("meetup sandbox: error while executing GraphQL")
+            return {
+                "errors": [
+                    {
+                        "message": f"Exception while fetching data: {type(exc).__name__}",
+                        "locations": [],
+                        "extensions": {"classification": "DataFetchingException"},
+                    }
+                ]
+            }
         return {"data": data}
 
     @staticmethod
