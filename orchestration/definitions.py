@@ -6,7 +6,7 @@ import importlib
 
 from dagster import Definitions
 
-from orchestration.resources import HubDatabase, HubRedis
+from orchestration.resources import HubDatabase, HubRedis, PlatformAdapters
 
 # Each module exposes defs() -> Definitions. Adding a domain = adding a line here.
 DOMAINS = (
@@ -30,6 +30,12 @@ def _domain_defs() -> list[Definitions]:
 
 
 defs = Definitions.merge(
-    Definitions(resources={"hub_db": HubDatabase(), "hub_redis": HubRedis()}),
+    Definitions(
+        resources={
+            "hub_db": HubDatabase(),
+            "hub_redis": HubRedis(),
+            "adapters": PlatformAdapters(),
+        }
+    ),
     *_domain_defs(),
 )

@@ -2,9 +2,9 @@
 
 from dagster import Definitions
 
-from orchestration.resources import PlatformAdapters
 from orchestration.syndication.assets import published_events, pulled_registrations
 from orchestration.syndication.schedules import (
+    meetup_upcoming_rescan_schedule,
     past_events_rescan_schedule,
     registrations_catch_up_schedule,
 )
@@ -21,6 +21,9 @@ def defs() -> Definitions:
         assets=[published_events, pulled_registrations],
         jobs=[publish_events_job, pull_registrations_job],
         sensors=[event_publication_sensor, meetup_rsvp_poll_sensor],
-        schedules=[registrations_catch_up_schedule, past_events_rescan_schedule],
-        resources={"adapters": PlatformAdapters()},
+        schedules=[
+            registrations_catch_up_schedule,
+            past_events_rescan_schedule,
+            meetup_upcoming_rescan_schedule,
+        ],
     )

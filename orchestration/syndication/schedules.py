@@ -50,3 +50,20 @@ def past_events_rescan_schedule(context: ScheduleEvaluationContext, hub_db: HubD
     return [RunRequest(run_key=f"rescan:{slug}:{stamp}", partition_key=slug,
                        asset_selection=[registrations_key(p) for p in PLATFORMS],
                        tags={"hub/full_rescan": "true"}) for slug in slugs]
+
+
+@schedule(job=pull_registrations_job, cron_schedule="7 * * * *",
+          execution_timezone="Europe/Istanbul")
+def meetup_upcoming_rescan_schedule(context: ScheduleEvaluationContext, hub_db: HubDatabase):
+    """Hourly full re-scan of Meetup events on sale: its offset cursor only brings new
+    RSVPs, so a YES that turns NO (a freed seat) is caught here, within the hour."""
+    from orchestration.syndication.sensors import events_on_sale
+
+    now = context.scheduled_execution_time.astimezone(UTC)
+    slugs = events_on_sale(hub_db.engine(), now, "meetup")
+    if not slugs:
+        return SkipReason("no Meetup event on sale")
+    stamp = now.strftime("%Y%m%d%H")
+    return [RunRequest(run_key=f"meetup-rescan:{slug}:{stamp}", partition_key=slug,
+                       asset_selection=[registrations_key("meetup")],
+                       tags={"hub/full_rescan": "true"}) for slug in slugs]
