@@ -1,0 +1,177 @@
+import json
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from integrations.email_parsing import (
+    AMOUNT_RE,
+    decode_inbound,
+    parse_inbound,
+    parse_payment_email,
+    tr_word,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "emails"
+IST = ZoneInfo("Europe/Istanbul")
+
+
+def load(name: str):
+    path = FIXTURES / name
+    headers_path = path.with_name(path.stem + ".headers.json")
+    headers = (
+        json.loads(headers_path.read_text())
+        if headers_path.exists()
+        else {"Content-Type": "message/rfc822"}
+    )
+    return decode_inbound(path.read_bytes(), headers)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "amount", "payer", "reference", "paid_at"),
+    [
+        ("vakifbank_dekont_windows1254.eml", "email", 125000, "MEHMET ÖZTÜRK", "REG-42",
+         datetime(2025, 3, 12, 14, 35, tzinfo=IST)),
+        ("ziraat_havale_iso88599.eml", "email", 250050, "Ayşe Işıl Yılmaz",
+         "Topluluk kahvaltısı 2 kişi", datetime(2025, 3, 13, 9, 14, tzinfo=IST)),
+        ("enpara_sendgrid_iso88599.form", "sendgrid", 25050, "İSMAİL IŞIK", "REG-7",
+         datetime(2025, 3, 14, 18, 20, tzinfo=IST)),
+        ("garanti_sms_mailgun.form", "mailgun", 125000, "AHMET YILMAZ", "REG-15",
+         datetime(2025, 3, 15, 11, 42, tzinfo=IST)),
+        ("akbank_html_windows1254.eml", "email", 75000, "Zeynep Şahin", "REG-108",
+         datetime(2025, 3, 16, 20, 5, tzinfo=IST)),
+    ],
+)  # fmt: skip
+def test_fixture_mails(name, source, amount, payer, reference, paid_at):
+    message = load(name)
+    parsed = parse_inbound(message)
+    assert message.source == source
+    assert parsed is not None
+    assert parsed.amount_minor == amount and parsed.currency == "TRY"
+    assert parsed.payer_name == payer
+    assert parsed.reference == reference
+    assert parsed.paid_at == paid_at
+    assert 0.5 <= parsed.confidence <= 1
+    assert "TR33 0006" not in parsed.raw_excerpt and "TR12 0001" not in parsed.raw_excerpt
+
+
+def test_legacy_charsets_are_decoded_not_mangled():
+    vakif = load("vakifbank_dekont_windows1254.eml")
+    ziraat = load("ziraat_havale_iso88599.eml")
+    enpara = load("enpara_sendgrid_iso88599.form")
+    assert "İŞLEM TUTARI" in vakif.text and "ALICI AD SOYAD" in vakif.text
+    assert vakif.subject == "Fwd: Hesabınıza para girişi"
+    assert "Gönderen : Ayşe Işıl Yılmaz" in ziraat.text
+    assert "İSMAİL IŞIK" in enpara.text and "\ufffd" not in enpara.text
+    assert enpara.message_id == "<enpara-99812@enpara.com>"
+    assert enpara.subject == "Hesap hareketi – Gelen"
+
+
+def test_stable_id_follows_message_id():
+    assert (
+        load("garanti_sms_mailgun.form").stable_id() == load("garanti_sms_mailgun.form").stable_id()
+    )
+    assert (
+        load("garanti_sms_mailgun.form").stable_id()
+        != load("akbank_html_windows1254.eml").stable_id()
+    )
+
+
+@pytest.mark.parametrize("name", ["newsletter_no_payment.eml", "giden_transfer_windows1254.eml"])
+def test_fixture_mails_without_an_incoming_payment(name):
+    assert parse_inbound(load(name)) is None
+
+
+@pytest.mark.parametrize(
+    ("snippet", "minor"),
+    [
+        ("1.250,00 TL", 125000),
+        ("₺1.250,00", 125000),
+        ("TL 1.250,00", 125000),
+        ("1250 TL", 125000),
+        ("1.250 TL", 125000),
+        ("250,50 TRY", 25050),
+        ("1.250,00TL", 125000),
+        ("12.345.678,90 TL", 1234567890),
+        ("0,50 TL", 50),
+    ],
+)
+def test_amount_formats(snippet, minor):
+    parsed = parse_payment_email(f"Hesabınıza havale geldi. Tutar: {snippet} teşekkürler")
+    assert parsed is not None and parsed.amount_minor == minor
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "0532 123 45 67 TL",  # a phone number
+        "TR12 0006 4000 0011 2345 6789 01 TL",  # an IBAN fragment before TL
+        "hesap no 12345678 TL",  # too many plain digits: an account number
+        "12.50 TL",  # English decimal point is not a Turkish amount
+        "1,250.00 TL",
+        "TL 12345678",
+        "1.250,00 TLX",
+    ],
+)
+def test_amount_regex_refuses(snippet):
+    assert parse_payment_email(f"Hesabınıza havale geldi: {snippet}") is None
+
+
+def test_contracts_regex_shape_still_matches():
+    match = AMOUNT_RE.search("İŞLEM TUTARI 1.234,56 TL")
+    assert match and match.group("int") == "1.234" and match.group("dec") == "56"
+
+
+def test_balance_is_not_the_amount():
+    parsed = parse_payment_email(
+        "Hesabiniza 250,00 TL tutarinda EFT gelmistir. Kullanilabilir bakiye: 9.000,00 TL"
+    )
+    assert parsed.amount_minor == 25000
+
+
+def test_alici_is_never_the_payer():
+    parsed = parse_payment_email(
+        "Hesabınıza EFT gelmiştir.\nALICI AD SOYAD : TOPLULUK DERNEĞİ\nTUTAR : 100,00 TL"
+    )
+    assert parsed is not None and parsed.payer_name is None
+    assert parsed.confidence < 0.7
+
+
+def test_forwarded_header_is_not_a_payer():
+    parsed = parse_payment_email(
+        "Gönderen: Ziraat Bankası <bilgi@ziraatbank.com.tr>\n\n"
+        "Hesabınıza 300,00 TL havale gelmiştir. Açıklama : Kayıt REG-9"
+    )
+    assert parsed.payer_name is None and parsed.reference == "REG-9"
+
+
+def test_sms_without_turkish_letters():
+    parsed = parse_payment_email(
+        "HESABINIZA 05.04.2025 TARIHINDE AYSE KAYA TARAFINDAN 500,00 TL TUTARINDA "
+        "HAVALE YAPILMISTIR. ACIKLAMA: REG 31"
+    )
+    assert parsed.amount_minor == 50000
+    assert parsed.payer_name == "AYSE KAYA"
+    assert parsed.reference == "REG-31"
+    assert parsed.paid_at == datetime(2025, 4, 5, tzinfo=IST)
+
+
+def test_gonderen_variants_use_explicit_turkish_classes():
+    pattern = tr_word("gonderen")
+    import re
+
+    for word in ("GÖNDEREN", "Gönderen", "GONDEREN", "gönderen"):
+        assert re.fullmatch(pattern, word)
+    assert re.fullmatch(tr_word("aciklama"), "AÇIKLAMA")
+    assert re.fullmatch(tr_word("aciklama"), "Açıklama")
+
+
+def test_not_a_payment_at_all():
+    assert parse_payment_email("Toplantı notları ektedir. Bilet fiyatı 250 TL.") is None
+    assert parse_payment_email("Ödeme hatırlatması: lütfen IBAN'a gönderin.") is None
+
+
+def test_decode_refuses_unknown_bodies():
+    with pytest.raises(ValueError):
+        decode_inbound(b"\x89PNG...", {"Content-Type": "image/png"})
