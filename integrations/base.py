@@ -166,6 +166,16 @@ class ChannelAdapter(ABC):
     async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
         """Create the event on the platform with ``capacity`` seats and make it public."""
 
+    async def adopt_existing(
+        self, event: Event, existing: ChannelPublication, capacity: int
+    ) -> ChannelPublication:
+        """Finish a publication that a lost reply interrupted (found by find_existing).
+
+        The default pushes the current fields; adapters whose publishing has several steps
+        (a draft to publish, ticket classes to add) override it to complete the missing ones.
+        """
+        return await self.update_event(event, existing.platform_event_id, capacity)
+
     @abstractmethod
     async def update_event(
         self, event: Event, platform_event_id: str, capacity: int
