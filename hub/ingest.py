@@ -20,9 +20,10 @@ one). Platform reads go through injected fetchers, so this module imports no ada
 * ``luma``: ``fetch(event_id, guest_id) -> PlatformRegistration`` (e.g.
   ``LumaAdapter.get_registration``).
 
-Fetchers may be sync or async; an async one runs on an event loop owned by the
-``process_pending`` call, so build async adapters (their httpx clients) per call, and
-do not call ``process_pending`` from inside a running event loop.
+Fetchers may be sync or async. Async ones all run on one long-lived event loop in a
+daemon thread of this process, so an adapter (and its ``httpx.AsyncClient``) can be built
+once and reused across ``process_pending`` calls, and ``process_pending`` also works when
+called from a thread that runs its own event loop.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import inspect
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -104,7 +106,6 @@ class HandlerContext:
     conn: Connection
     row: RawRow
     now: datetime
-    _runner: Callable[[Any], Any]
 
     @property
     def actor(self) -> str:
@@ -116,7 +117,7 @@ class HandlerContext:
 
     def run(self, value: Any) -> Any:
         """The value, awaited first if it is awaitable (async fetchers)."""
-        return self._runner(value) if inspect.isawaitable(value) else value
+        return run_async(value) if inspect.isawaitable(value) else value
 
 
 Handler = Callable[[HandlerContext], Any]
@@ -216,27 +217,34 @@ def process_pending(
     now = now or datetime.now(UTC)
     report = IngestReport()
     sources = sorted(handlers)
-    if not sources:
-        return report
-    runner: asyncio.Runner | None = None
-
-    def run_awaitable(awaitable: Any) -> Any:
-        nonlocal runner
-        if runner is None:
-            runner = asyncio.Runner()
-        return runner.run(awaitable)
-
-    try:
-        for table in tables:
-            for _ in range(batch_size):
-                if not _process_one(
-                    engine, table, sources, handlers, now, max_attempts, report, run_awaitable
-                ):
-                    break
-    finally:
-        if runner is not None:
-            runner.close()
+    for table in tables if sources else ():
+        for _ in range(batch_size):
+            if not _process_one(engine, table, sources, handlers, now, max_attempts, report):
+                break
     return report
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def run_async(awaitable: Any) -> Any:
+    """Run an awaitable on the module's background event loop and wait for its result.
+
+    One loop for the life of the process: async clients bound to it on first use stay
+    usable across calls (a fresh loop per call would strand their pooled connections).
+    """
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="hub-ingest-loop", daemon=True).start()
+        loop = _loop
+
+    async def _await() -> Any:
+        return await awaitable
+
+    return asyncio.run_coroutine_threadsafe(_await(), loop).result()
 
 
 def _claim_sql(table: str) -> Any:
@@ -267,7 +275,6 @@ def _process_one(
     now: datetime,
     max_attempts: int,
     report: IngestReport,
-    run_awaitable: Callable[[Any], Any],
 ) -> bool:
     with engine.begin() as conn:
         found = conn.execute(_claim_sql(table), {"now": now, "sources": sources}).first()
@@ -285,7 +292,7 @@ def _process_one(
             received_at=found.received_at,
         )
         attempts = row.attempts + 1
-        ctx = HandlerContext(conn, row, now, run_awaitable)
+        ctx = HandlerContext(conn, row, now)
         try:
             with conn.begin_nested():
                 handlers[row.source](ctx)

@@ -396,3 +396,57 @@ def test_batch_size_bounds_the_work(world):
     assert process_pending(engine, handlers=handlers, batch_size=2, now=NOW).processed == 2
     assert process_pending(engine, handlers=handlers, batch_size=10, now=NOW).processed == 3
     assert T0 < NOW
+
+
+# --------------------------------------------------------------------------- real adapter
+
+
+def _luma_event():
+    import uuid
+
+    from hub.models import Event
+
+    return Event(
+        id=uuid.uuid4(), slug="pyistanbul-42", title="PyIstanbul #42", description="",
+        starts_at=datetime(2026, 6, 1, 15, 30, tzinfo=UTC),
+        ends_at=datetime(2026, 6, 1, 18, tzinfo=UTC), timezone="Europe/Istanbul",
+        venue_name="Kadıköy", total_capacity=50, price_minor=0, currency="TRY",
+        status="scheduled", version=1,
+    )  # fmt: skip
+
+
+def test_real_luma_adapter_shared_across_calls(clean_db):
+    """LumaAdapter over real HTTP (the Luma emulator), one client reused by two runs."""
+    from hub.ingest import run_async
+    from integrations.luma import LumaAdapter
+    from integrations.sandbox.common import serve_in_thread
+    from integrations.sandbox.credentials import LUMA_API_KEY
+    from integrations.sandbox.luma import create_app
+
+    server = serve_in_thread(create_app(None))
+    adapter = LumaAdapter(server.url, api_key=LUMA_API_KEY)
+    try:
+        sandbox = server.app.extensions["sandbox"]
+        publication = run_async(adapter.publish_event(_luma_event(), 50))
+        luma_event_id = publication.platform_event_id
+        guest_ids = sandbox.simulate_registrations(luma_event_id, 2, seed=3)
+        with clean_db.begin() as conn:
+            make_event(conn, channels={"luma": luma_event_id})
+            for guest_id in guest_ids:
+                insert_raw(conn, "webhook_events", source="luma",
+                           body={"type": "guest.registered",
+                                 "data": {"api_id": guest_id,
+                                          "event": {"api_id": luma_event_id}}})  # fmt: skip
+        handlers = build_handlers({"luma": adapter})
+        first = process_pending(clean_db, handlers=handlers, batch_size=1, now=NOW)
+        second = process_pending(clean_db, handlers=handlers, batch_size=1, now=NOW)
+        with clean_db.begin() as conn:
+            stored = conn.execute(
+                text("select platform_registration_id, status from app.registrations")
+            ).all()
+    finally:
+        run_async(adapter.aclose())
+        server.stop()
+    assert first.processed == 1 and second.processed == 1
+    assert sorted(r.platform_registration_id for r in stored) == sorted(guest_ids)
+    assert {r.status for r in stored} <= {"pending", "approved", "waitlist"}
