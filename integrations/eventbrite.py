@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import hashlib
 import html
 import json
 import logging
@@ -61,6 +62,7 @@ _ORDER_PATH = re.compile(r"^/v3/orders/(\d+)/?$")
 _ATTENDEE_PATH = re.compile(r"^/v3/events/(\d+)/attendees/(\d+)/?$")
 _MAX_PAGES = 10_000
 _CAPACITY_RETRIES = 3
+_BOUNDARY_LIMIT = 2_000  # attendees at the changed_since boundary the cursor remembers
 
 
 def _utc(when: datetime) -> str:
@@ -118,6 +120,12 @@ def _decode_cursor(cursor: str) -> dict[str, Any]:
             Platform.EVENTBRITE.value, "unreadable registration cursor", code="BAD_CURSOR"
         )
     return state
+
+
+def _fingerprint(attendee: dict[str, Any]) -> str:
+    """Short digest of an attendee's JSON: equal means "nothing changed"."""
+    raw = json.dumps(attendee, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 def _server_time(response: httpx.Response) -> str | None:
@@ -589,14 +597,21 @@ class EventbriteAdapter(ChannelAdapter):
 
         The cursor carries ``changed_since`` for the current pass and, mid-pass, the
         server's continuation. When a pass ends, the next ``changed_since`` is the
-        smaller of the latest ``changed`` seen and the server time at the start of the
-        pass: anything that changed while we paged is read again, nothing is skipped.
-        ``changed_since`` is inclusive, so the boundary second comes back once more; the
-        caller dedupes by attendee id.
+        smaller of the latest ``changed`` seen and the server time (Date header) at the
+        start of the pass, so whatever changed while we paged is read again: nothing is
+        ever skipped.
+
+        ``changed_since`` is inclusive with one-second resolution, so the next pass
+        re-reads the boundary second. The cursor remembers a fingerprint of each
+        attendee it returned at that boundary and drops only exact repeats; an attendee
+        that changed again within the same second differs and is returned. Past
+        :data:`_BOUNDARY_LIMIT` such attendees the cursor stops remembering and the
+        repeats are returned (the caller dedupes by attendee id anyway).
         """
         state = _decode_cursor(cursor) if cursor else {}
         changed_since = state.get("changed_since")
         continuation = state.get("continuation")
+        skip: dict[str, str] = state.get("skip") or {}
         params: dict[str, Any] = {}
         if changed_since:
             params["changed_since"] = changed_since
@@ -608,16 +623,34 @@ class EventbriteAdapter(ChannelAdapter):
             if not continuation or "CONTINUATION" not in str(exc.code or "").upper():
                 raise
             # The server forgot our continuation: restart this pass (dupes, no gaps).
-            continuation, state = None, {"changed_since": changed_since}
+            continuation = None
+            state = {"changed_since": changed_since, "skip": skip}
             body, response = await self._request("GET", path, params=params)
 
-        pass_start = state.get("pass_start") if continuation else _server_time(response)
+        if continuation:
+            pass_start = state.get("pass_start")
+            max_changed = state.get("max_changed")
+            boundary: dict[str, list[str]] | None = state.get("boundary", {})
+        else:
+            pass_start, max_changed, boundary = _server_time(response), None, {}
         attendees = body.get("attendees") or []
-        items = [attendee_to_registration(a, platform_event_id) for a in attendees]
-        seen = [a.get("changed") for a in attendees if isinstance(a.get("changed"), str)]
-        if continuation and state.get("max_changed"):
-            seen.append(state["max_changed"])
-        max_changed = max(seen) if seen else None
+        items = []
+        for attendee in attendees:
+            changed = attendee.get("changed")
+            fingerprint = _fingerprint(attendee)
+            attendee_id = str(attendee.get("id"))
+            if isinstance(changed, str):
+                max_changed = max(max_changed or changed, changed)
+                if boundary is not None:
+                    boundary[attendee_id] = [changed, fingerprint]
+            if skip.get(attendee_id) == fingerprint:
+                continue  # returned by the previous pass and unchanged since
+            items.append(attendee_to_registration(attendee, platform_event_id))
+        horizon = min(max_changed, pass_start) if max_changed and pass_start else max_changed
+        if boundary is not None and horizon:
+            boundary = {k: v for k, v in boundary.items() if v[0] >= horizon}
+            if len(boundary) > _BOUNDARY_LIMIT:
+                boundary = None
 
         pagination = body.get("pagination") or {}
         next_continuation = pagination.get("continuation")
@@ -627,14 +660,16 @@ class EventbriteAdapter(ChannelAdapter):
                 "continuation": next_continuation,
                 "pass_start": pass_start,
                 "max_changed": max_changed,
+                "skip": skip or None,
+                "boundary": boundary,
             }
             has_more = True
-        else:
-            if max_changed:
-                new_since = min(max_changed, pass_start) if pass_start else max_changed
-            else:
-                new_since = changed_since
-            next_state = {"changed_since": new_since}
+        elif horizon:
+            next_skip = {k: v[1] for k, v in (boundary or {}).items()}
+            next_state = {"changed_since": horizon, "skip": next_skip or None}
+            has_more = False
+        else:  # nothing new: keep the same window (and what it already returned)
+            next_state = {"changed_since": changed_since, "skip": skip or None}
             has_more = False
         return RegistrationPage(
             items=items,

@@ -472,3 +472,11 @@ def test_state_survives_restart(tmp_path) -> None:
             assert int(newer["id"]) > int(event["id"])
     finally:
         second.stop()
+
+
+def test_public_base_url_names_api_urls() -> None:
+    app = create_app(public_base_url="https://eventbrite.sandbox.example/")
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    event = client.post(f"/v3/organizations/{ORG}/events/", json=event_body(), headers=auth).json
+    assert event["resource_uri"] == f"https://eventbrite.sandbox.example/v3/events/{event['id']}/"

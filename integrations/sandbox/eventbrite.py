@@ -25,7 +25,6 @@ import json
 import math
 import random
 import re
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -33,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Flask, Response, has_request_context, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from hub.models import CURRENCY_EXPONENTS, slugify
 from integrations.sandbox.common import (
@@ -313,7 +313,6 @@ class EventbriteSandbox:
         self.organization_id = organization_id
         self._public_base_url = public_base_url.rstrip("/") if public_base_url else None
         self._seen_base_url: str | None = None
-        self._lock = threading.RLock()
 
     # -- urls and ids ----------------------------------------------------------
     def base_url(self) -> str:
@@ -745,7 +744,7 @@ class EventbriteSandbox:
             reverse=direction == "desc",
         )
         fingerprint = _fingerprint(
-            "org_events", org_id, name_filter, time_filter, statuses, order_by
+            "org_events", org_id, name_filter, time_filter, sorted(statuses), order_by
         )
         page, pagination = _paginate_list(items, fingerprint, args.get("continuation"))
         return {"pagination": pagination, "events": [self.render_event(d) for d in page]}
@@ -1494,6 +1493,13 @@ def create_app(
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return exc.response()
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return ApiError(exc.code or 500, "HTTP_ERROR", exc.description or "").response()
+        app.logger.exception("sandbox error on %s %s", request.method, request.path)
+        return ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred.").response()
 
     @app.errorhandler(404)
     def _no_route(_exc: Exception) -> Response:
