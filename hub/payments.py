@@ -74,9 +74,9 @@ class PaymentIn(BaseModel):
 @dataclass(frozen=True)
 class MatchResult:
     payment_id: int
-    status: Literal["matched", "unmatched", "already_matched"]
+    status: str  # matched | unmatched | already_matched
     registration_id: int | None = None
-    method: Literal["ref", "email_amount", "name_amount"] | None = None
+    method: str | None = None  # ref | email_amount | name_amount
     candidates: tuple[int, ...] = field(default_factory=tuple)
     reason: str | None = None
 
@@ -343,7 +343,7 @@ def _confirm(conn: Connection, pay: Row, reg: Row, method: str, actor: str) -> M
     ).scalars()
     for refund_id in list(pending_refunds):
         match_payment(conn, refund_id, actor=actor)
-    return MatchResult(pay.id, "matched", reg.id, method)  # type: ignore[arg-type]
+    return MatchResult(pay.id, "matched", reg.id, method)
 
 
 def _leave_unmatched(
@@ -369,7 +369,7 @@ def _leave_unmatched(
                 reason,
             ),
         )
-    return MatchResult(pay.id, "unmatched", None, method, tuple(candidates), reason)  # type: ignore[arg-type]
+    return MatchResult(pay.id, "unmatched", None, method, tuple(candidates), reason)
 
 
 def _match_refund(conn: Connection, refund: Row, actor: str) -> MatchResult:
@@ -424,4 +424,4 @@ def _match_refund(conn: Connection, refund: Row, actor: str) -> MatchResult:
         )
     status = "already_matched" if already and not changed else "matched"
     reason = None if full else "partial refund: registration stays paid"
-    return MatchResult(refund.id, status, registration_id, method, (), reason)  # type: ignore[arg-type]
+    return MatchResult(refund.id, status, registration_id, method, (), reason)

@@ -407,22 +407,17 @@ _SEP = r"[ \t]*[:：][ \t]*|[ \t]*\t[ \t]*|[ \t]{2,}"
 _NAME_LABELS = _words(
     "ad soyad", "adi soyadi", "ad", "adi", "unvan", "unvani", "isim", "ismi", "musteri adi"
 )
-_PAYER_PATTERNS: list[tuple[re.Pattern[str], float]] = [
-    (
-        re.compile(
-            rf"(?<![^\W\d_]){_words('gonderen', 'borclu', 'havale eden', 'gonderici')}"
-            rf"(?:[ \t]+{_NAME_LABELS})?"
-            rf"(?:{_SEP})(?P<name>{_NAME})"
-        ),
-        1.0,
+# In order of trust: a labelled field, Enpara's movement line, "<NAME> tarafından" in SMS.
+_PAYER_PATTERNS: list[re.Pattern[str]] = [
+    re.compile(
+        rf"(?<![^\W\d_]){_words('gonderen', 'borclu', 'havale eden', 'gonderici')}"
+        rf"(?:[ \t]+{_NAME_LABELS})?"
+        rf"(?:{_SEP})(?P<name>{_NAME})"
     ),
-    (re.compile(rf"{_words('gelen transfer')}[ \t]*,[ \t]*(?P<name>{_NAME})[ \t]*,"), 1.0),
-    (
-        re.compile(
-            rf"(?<![^\W\d_])(?P<name>{_UPPER_NAME}|{_TITLE_NAME})[ \t]+"
-            rf"{_words('tarafindan', 'isimli kisiden', 'adli kisiden', 'isimli musteriden')}"
-        ),
-        0.8,
+    re.compile(rf"{_words('gelen transfer')}[ \t]*,[ \t]*(?P<name>{_NAME})[ \t]*,"),
+    re.compile(
+        rf"(?<![^\W\d_])(?P<name>{_UPPER_NAME}|{_TITLE_NAME})[ \t]+"
+        rf"{_words('tarafindan', 'isimli kisiden', 'adli kisiden', 'isimli musteriden')}"
     ),
 ]
 _RECIPIENT = re.compile(r"\b" + _words("alici", "alan", "lehdar") + r"\b")
@@ -449,7 +444,7 @@ def _clean_name(candidate: str) -> str | None:
 
 
 def _find_payer(text: str) -> str | None:
-    for pattern, _weight in _PAYER_PATTERNS:
+    for pattern in _PAYER_PATTERNS:
         for match in pattern.finditer(text):
             line_start = text.rfind("\n", 0, match.start()) + 1
             line_end = text.find("\n", match.end())
