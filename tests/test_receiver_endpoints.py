@@ -190,6 +190,7 @@ def test_luma_signed_accepted_then_duplicate(client, clean_db):
     assert again.json["status"] == "duplicate"
     row = _only(clean_db, "webhook_events", "luma")
     assert row["verified"] is True and row["event_type"] == "guest.registered"
+    assert row["headers"][":auth"] == "x-luma-signature"
     assert row["dedupe_key"] == "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -203,7 +204,8 @@ def test_luma_bad_signature_and_unsigned(settings, clean_db):
     resp = unsigned.test_client().post("/webhooks/luma", data=_luma_body())
     assert resp.status_code == 200
     row = [r for r in rows(clean_db, "webhook_events", "luma") if r["status"] == "received"]
-    assert row[0]["verified"] is False and row[0]["flag"] == "unsigned"
+    assert row[0]["verified"] is True and row[0]["flag"] is None  # the ingest picks it up
+    assert row[0]["headers"][":auth"] == "none"
 
 
 def test_luma_malformed(client, clean_db):
@@ -594,3 +596,36 @@ def test_metrics_single_process(client):
     assert 'hub_receiver_requests_total{outcome="accepted",source="stripe"}' in text
     assert 'hub_receiver_requests_total{outcome="unknown_source",source="unknown"}' in text
     assert "hub_receiver_request_duration_seconds_bucket" in text
+
+
+def test_mailgun_redis_down_is_503_and_kept(settings, clean_db):
+    bad = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    resp = create_app(bad).test_client().post("/inbound/email/mailgun", data=mailgun_form(MAILGUN))
+    assert resp.status_code == 503 and resp.json["error"] == "unavailable"
+    assert resp.headers["Retry-After"]
+    _flagged(clean_db, "inbound_emails", "mailgun", "unverified")
+
+
+def test_unmigrated_database_is_503(settings, server_database_url):
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from hub import db as hub_db
+
+    name = f"hub_unmigrated_{uuid.uuid4().hex[:8]}"
+    admin = make_url(server_database_url).set(drivername="postgresql", database="postgres")
+    admin_dsn = admin.render_as_string(hide_password=False)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'create database "{name}"')
+    try:
+        url = make_url(server_database_url).set(database=name)
+        app = create_app(settings.model_copy(update={"database_url": url.render_as_string(False)}))
+        body = json.dumps(stripe_event()).encode()
+        resp = app.test_client().post(
+            "/webhooks/stripe", data=body, headers=stripe_headers(body, STRIPE)
+        )
+        assert resp.status_code == 503 and resp.json["error"] == "unavailable"
+    finally:
+        hub_db.dispose_engines()
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')

@@ -232,12 +232,19 @@ def malformed(delivery: Delivery, field: str, message: str, **columns: Any) -> N
 def accept(
     delivery: Delivery,
     *,
+    auth: str,
     dedupe_key: str | None,
     verified: bool = True,
     flag: str | None = None,
     status: str = STATUS_RECEIVED,
     **columns: Any,
 ) -> ResponseReturnValue:
+    """Keep an accepted row (``verified`` and no ``flag``: what the ingest picks up).
+
+    ``auth`` names how the request was authenticated and is kept in the ``:auth``
+    pseudo-header (``stripe-signature``, ``url-token``, ``none`` ...).
+    """
+    delivery.headers[":auth"] = auth
     result = keep(
         delivery, dedupe_key=dedupe_key, verified=verified, flag=flag, status=status, **columns
     )

@@ -7,7 +7,8 @@
 - Prometheus multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` is set here, before any
   worker imports prometheus_client, to ``<HUB_DATA_DIR>/prometheus/<bind>`` (one
   directory per bound address, so two receivers on one data dir do not mix), emptied
-  when the master starts (``on_starting``); ``child_exit`` marks dead workers.
+  when the master starts (``on_starting``, inherited by the forked workers);
+  ``child_exit`` marks dead workers.
 - JSON access and error logs (webhook_receiver.logs.GunicornJsonLogger), access lines
   to stdout: path with URL tokens masked, no query string.
 """
@@ -44,21 +45,20 @@ loglevel = os.environ.get("HUB_RECEIVER_LOG_LEVEL", "info")
 logger_class = "webhook_receiver.logs.GunicornJsonLogger"
 
 
-def _metrics_dir() -> Path:
+def _metrics_dir(address: str) -> Path:
     data_dir = load_settings().data_dir
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", bind[0]).strip("_") or "default"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", address).strip("_") or "default"
     return data_dir / "prometheus" / name
 
 
-_dir = _metrics_dir()
-_dir.mkdir(parents=True, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_dir)
-
-
 def on_starting(server) -> None:
-    """Once per master start (not on HUP): drop the files of a previous run."""
-    shutil.rmtree(_dir, ignore_errors=True)
-    _dir.mkdir(parents=True, exist_ok=True)
+    """Once per master start (not on HUP), before any worker forks: pick the metrics
+    directory from the address really bound (``--bind`` on the command line wins over
+    HUB_RECEIVER_BIND), empty it, and export it to the workers."""
+    directory = _metrics_dir(str(server.cfg.bind[0]))
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def child_exit(server, worker) -> None:

@@ -161,7 +161,12 @@ def eventbrite() -> ResponseReturnValue:
     key = eventbrite_dedupe_key(action, api_url, request.headers.get("X-Eventbrite-Delivery"))
     if action == "test":
         return accept(
-            delivery, dedupe_key=key, flag="test_ping", status=STATUS_IGNORED, event_type=action
+            delivery,
+            auth="none",
+            dedupe_key=key,
+            flag="test_ping",
+            status=STATUS_IGNORED,
+            event_type=action,
         )
     if not same_origin(api_url, settings().base_url("eventbrite")):
         reject(
@@ -175,7 +180,7 @@ def eventbrite() -> ResponseReturnValue:
             verified=True,
             event_type=action,
         )
-    return accept(delivery, dedupe_key=key, event_type=action)
+    return accept(delivery, auth="none", dedupe_key=key, event_type=action)
 
 
 # --------------------------------------------------------------------------- Luma
@@ -187,18 +192,19 @@ def luma() -> ResponseReturnValue:
     delivery id, so only byte-identical redeliveries collapse).
 
     With ``HUB_LUMA_WEBHOOK_SECRET`` set, ``x-luma-signature`` must match (else 401,
-    kept flagged); without it the row is kept ``verified=false, flag='unsigned'``. The
-    ingest re-reads the guest from Luma's API either way and never trusts the body.
+    kept flagged); without it the row is still accepted for ingest (``verified=true``,
+    pseudo-header ``:auth = none`` instead of ``x-luma-signature``), because the ingest
+    re-reads the guest from Luma's API either way and never trusts the body.
     """
     delivery = begin("luma", WEBHOOKS)
     secret = settings().secret("luma_webhook_secret")
-    verified, flag = False, "unsigned"
+    auth = "none"
     if secret:
         if not verify_luma_signature(
             secret, delivery.body.data, request.headers.get("x-luma-signature")
         ):
             _bad_signature(delivery, "x-luma-signature does not match the body")
-        verified, flag = True, None
+        auth = "x-luma-signature"
     data = json_object(delivery)
     event_type = data.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -207,9 +213,8 @@ def luma() -> ResponseReturnValue:
         malformed(delivery, "data", "data is missing or not an object", event_type=event_type)
     return accept(
         delivery,
+        auth=auth,
         dedupe_key=f"sha256:{sha256_hex(delivery.body.data)}",
-        verified=verified,
-        flag=flag,
         event_type=event_type,
     )
 
@@ -236,7 +241,9 @@ def stripe_webhook() -> ResponseReturnValue:
         _bad_signature(delivery, exc.message, flag=exc.reason)
     except PayloadError as exc:
         malformed(delivery, exc.field, exc.message)
-    return accept(delivery, dedupe_key=event["id"], event_type=event["type"])
+    return accept(
+        delivery, auth="stripe-signature", dedupe_key=event["id"], event_type=event["type"]
+    )
 
 
 # --------------------------------------------------------------------------- WhatsApp
@@ -290,6 +297,7 @@ def whatsapp() -> ResponseReturnValue:
         malformed(delivery, "entry", "entry is missing or not a list")
     return accept(
         delivery,
+        auth="x-hub-signature-256",
         dedupe_key=f"sha256:{sha256_hex(delivery.body.data)}",
         event_type=_whatsapp_event_type(data),
     )
@@ -362,7 +370,7 @@ def netgsm() -> ResponseReturnValue:
             malformed(delivery, "status", "status is missing", event_type="delivery_report")
         triples.append([jobid, _pick(item, "number") or "", status])
     key = f"report:{sha256_hex(json.dumps(sorted(triples)))}"
-    return accept(delivery, dedupe_key=key, event_type="delivery_report")
+    return accept(delivery, auth="url-token", dedupe_key=key, event_type="delivery_report")
 
 
 # --------------------------------------------------------------------------- SendGrid
@@ -404,7 +412,7 @@ def sendgrid(token: str | None) -> ResponseReturnValue:
     else:
         digest = [[name, sha256_hex(value)] for name, value in sorted(form.fields.items())]
         key = f"sha256:{sha256_hex(json.dumps(digest))}"
-    return accept(delivery, dedupe_key=key, sender=sender, subject=subject)
+    return accept(delivery, auth="url-token", dedupe_key=key, sender=sender, subject=subject)
 
 
 # --------------------------------------------------------------------------- Mailgun
@@ -455,7 +463,13 @@ def mailgun() -> ResponseReturnValue:
         malformed(delivery, "from", "from is missing")
     message_id = mailgun_message_id(form.text("message-headers"))
     dedupe = f"message-id:{message_id}" if message_id else f"token:{token}"
-    return accept(delivery, dedupe_key=dedupe, sender=sender, subject=form.text("subject"))
+    return accept(
+        delivery,
+        auth="mailgun-signature",
+        dedupe_key=dedupe,
+        sender=sender,
+        subject=form.text("subject"),
+    )
 
 
 # --------------------------------------------------------------------------- unknown
