@@ -220,18 +220,36 @@ class ChannelAdapter(ABC):
         raise Unsupported(self.platform.value, "anonymizing registrations is not supported")
 
     # -- shared HTTP -----------------------------------------------------------
+    # A 429 means the platform refused the request, so replaying it is always safe: the
+    # shared sender waits out Retry-After (bounded) before the caller ever sees it.
+    rate_limit_retries: int = 6
+    rate_limit_max_wait: float = 60.0
+
     async def _send(
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
-        """One request; transport failures become ServerError (retryable)."""
-        try:
-            return await self._client.request(method, url, headers=headers, **kwargs)
-        except httpx.TimeoutException as exc:
-            raise ServerError(self.platform.value, f"timeout on {method} {_path(url)}") from exc
-        except httpx.TransportError as exc:
-            raise ServerError(
-                self.platform.value, f"cannot reach {_path(url)}: {type(exc).__name__}"
-            ) from exc
+        """One request; transport failures become ServerError (retryable), and a 429 is
+        retried here after its Retry-After (up to ``rate_limit_retries`` times)."""
+        import asyncio
+
+        waited = 0.0
+        for attempt in range(self.rate_limit_retries + 1):
+            try:
+                response = await self._client.request(method, url, headers=headers, **kwargs)
+            except httpx.TimeoutException as exc:
+                raise ServerError(self.platform.value, f"timeout on {method} {_path(url)}") from exc
+            except httpx.TransportError as exc:
+                raise ServerError(
+                    self.platform.value, f"cannot reach {_path(url)}: {type(exc).__name__}"
+                ) from exc
+            if response.status_code != 429 or attempt == self.rate_limit_retries:
+                return response
+            delay = parse_retry_after(response.headers.get("Retry-After"), 1.0) or 0.5
+            if waited + delay > self.rate_limit_max_wait:
+                return response
+            waited += delay
+            await asyncio.sleep(delay)
+        return response
 
     def _raise_for_status(
         self,

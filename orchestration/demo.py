@@ -44,8 +44,10 @@ class Printer:
 
     @staticmethod
     def table(headers: list[str], rows: list[list[Any]]) -> None:
-        widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
-                  for i, h in enumerate(headers)]
+        widths = [
+            max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
+            for i, h in enumerate(headers)
+        ]
         fmt = "    " + "  ".join(f"{{:<{w}}}" for w in widths)
         print(fmt.format(*headers))
         for row in rows:
@@ -56,11 +58,13 @@ def _sandbox_url(settings: Settings, name: str) -> str:
     return f"http://{settings.sandbox_host}:{SANDBOX_PORTS[name]}"
 
 
-def _run_job(defs: Any, instance: Any, name: str, partition_key: str | None = None,
-             **kwargs: Any) -> Any:
+def _run_job(
+    defs: Any, instance: Any, name: str, partition_key: str | None = None, **kwargs: Any
+) -> Any:
     job = defs.resolve_job_def(name)
-    return job.execute_in_process(instance=instance, partition_key=partition_key,
-                                  raise_on_error=False, **kwargs)
+    return job.execute_in_process(
+        instance=instance, partition_key=partition_key, raise_on_error=False, **kwargs
+    )
 
 
 def _materializations(result: Any) -> dict[str, dict[str, Any]]:
@@ -101,14 +105,18 @@ def run_demo(settings: Settings) -> None:
         out.step("Sandboxes, credentials (vault, Meetup OAuth), webhooks, receiver")
         from integrations.sandbox import run as sandbox_run
 
-        before = {n: processes.status(settings, sandbox_run.process_name(n)).running
-                  for n in sandbox_run.SANDBOXES}
+        before = {
+            n: processes.status(settings, sandbox_run.process_name(n)).running
+            for n in sandbox_run.SANDBOXES
+        }
         for line in stack.start_sandboxes(settings):
             out.line(line)
         started_here += [sandbox_run.process_name(n) for n, up in before.items() if not up]
         connected = stack.ensure_sandbox_credentials(settings)
-        out.line("credentials stored encrypted; Meetup OAuth " +
-                 ("authorized now (code -> tokens)" if connected else "already connected"))
+        out.line(
+            "credentials stored encrypted; Meetup OAuth "
+            + ("authorized now (code -> tokens)" if connected else "already connected")
+        )
         hooks = stack.register_webhooks(settings)
         out.line(f"webhooks registered: {hooks}")
         receiver_was_up = processes.status(settings, "receiver").running
@@ -124,9 +132,11 @@ def run_demo(settings: Settings) -> None:
         with engine.begin() as conn:
             event = create_event(conn, spec, actor="demo")
         out.line(f"{event.title}  [{event.slug}]")
-        out.line(f"{event.starts_at:%Y-%m-%d %H:%M} {event.timezone}, capacity "
-                 f"{event.total_capacity} (native reserves {event.allocations.get('native')}), "
-                 f"{event.price_minor / 100:.2f} {event.currency}")
+        out.line(
+            f"{event.starts_at:%Y-%m-%d %H:%M} {event.timezone}, capacity "
+            f"{event.total_capacity} (native reserves {event.allocations.get('native')}), "
+            f"{event.price_minor / 100:.2f} {event.currency}"
+        )
 
         instance = get_instance(settings)
         instance.add_dynamic_partitions(events_partitions.name, [event.slug])
@@ -137,9 +147,16 @@ def run_demo(settings: Settings) -> None:
         rows = []
         for platform in ("meetup", "eventbrite", "luma"):
             meta = mats.get(f"{platform}_event", {})
-            rows.append([platform, meta.get("action", "FAILED"), meta.get("platform_event_id",
-                         "-"), meta.get("latency_ms", "-"), meta.get("attempts", "-"),
-                         meta.get("url", "-")])
+            rows.append(
+                [
+                    platform,
+                    meta.get("action", "FAILED"),
+                    meta.get("platform_event_id", "-"),
+                    meta.get("latency_ms", "-"),
+                    meta.get("attempts", "-"),
+                    meta.get("url", "-"),
+                ]
+            )
         out.table(["platform", "action", "platform id", "ms", "tries", "url"], rows)
         out.line(f"run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}")
         again = _materializations(_run_job(defs, instance, "publish_events_job", event.slug))
@@ -148,20 +165,29 @@ def run_demo(settings: Settings) -> None:
 
         out.step("People register on each platform (sandbox simulation)")
         with engine.connect() as conn:
-            ids = dict(conn.execute(select(event_channels.c.platform,
-                                           event_channels.c.platform_event_id)
-                                    .where(event_channels.c.event_id == event.id)).all())
+            ids = dict(
+                conn.execute(
+                    select(event_channels.c.platform, event_channels.c.platform_event_id).where(
+                        event_channels.c.event_id == event.id
+                    )
+                ).all()
+            )
         # Deliver every Eventbrite/Luma webhook twice, some out of order: the receiver
         # must store each once.
         for name in ("eventbrite", "luma"):
-            httpx.post(f"{_sandbox_url(settings, name)}/_sandbox/config",
-                       json={"webhooks": {"duplicate": True, "out_of_order": True}}, timeout=10)
+            httpx.post(
+                f"{_sandbox_url(settings, name)}/_sandbox/config",
+                json={"webhooks": {"duplicate": True, "out_of_order": True}},
+                timeout=10,
+            )
         hooks_before = count_platform_webhooks(engine)
         rows = []
         for platform, count in SIMULATED.items():
             response = httpx.post(
                 f"{_sandbox_url(settings, platform)}/_sandbox/simulate/registrations",
-                json={"event_id": ids[platform], "count": count, "seed": 42}, timeout=60)
+                json={"event_id": ids[platform], "count": count, "seed": 42},
+                timeout=60,
+            )
             response.raise_for_status()
             rows.append([platform, count, len(response.json().get("ids", []))])
         out.table(["platform", "asked", "created"], rows)
@@ -169,10 +195,15 @@ def run_demo(settings: Settings) -> None:
         out.step("Pull registrations back (Dagster pull_registrations_job)")
         result = _run_job(defs, instance, "pull_registrations_job", event.slug)
         mats = _materializations(result)
-        rows = [[p, mats.get(f"{p}_registrations", {}).get("pages", "-"),
-                 mats.get(f"{p}_registrations", {}).get("items", "-"),
-                 mats.get(f"{p}_registrations", {}).get("inserted", "-")]
-                for p in ("meetup", "eventbrite", "luma")]
+        rows = [
+            [
+                p,
+                mats.get(f"{p}_registrations", {}).get("pages", "-"),
+                mats.get(f"{p}_registrations", {}).get("items", "-"),
+                mats.get(f"{p}_registrations", {}).get("inserted", "-"),
+            ]
+            for p in ("meetup", "eventbrite", "luma")
+        ]
         out.table(["platform", "pages", "items", "new rows"], rows)
 
         _demo_receiver_steps(out, settings, engine, defs, instance, event, hooks_before)
@@ -182,22 +213,34 @@ def run_demo(settings: Settings) -> None:
         with engine.connect() as conn:
             staged = conn.scalar(text("select count(*) from staging.stg_app__registrations"))
             hooks_staged = conn.scalar(text("select count(*) from staging.stg_raw__webhook_events"))
-        out.line(f"dbt build {'passed' if result.success else 'FAILED'}: "
-                 f"stg_app__registrations={staged} rows, stg_raw__webhook_events={hooks_staged}")
+        out.line(
+            f"dbt build {'passed' if result.success else 'FAILED'}: "
+            f"stg_app__registrations={staged} rows, stg_raw__webhook_events={hooks_staged}"
+        )
 
         out.step("Summary")
         with engine.connect() as conn:
-            per_platform = dict(conn.execute(
-                select(registrations.c.platform, func.count())
-                .where(registrations.c.event_id == event.id)
-                .group_by(registrations.c.platform)).all())
-            channels = conn.execute(select(event_channels.c.platform, event_channels.c.status)
-                                    .where(event_channels.c.event_id == event.id)).all()
-        out.table(["platform", "channel", "registrations in PostgreSQL"],
-                  [[p, s, per_platform.get(p, 0)] for p, s in sorted(channels)])
+            per_platform = dict(
+                conn.execute(
+                    select(registrations.c.platform, func.count())
+                    .where(registrations.c.event_id == event.id)
+                    .group_by(registrations.c.platform)
+                ).all()
+            )
+            channels = conn.execute(
+                select(event_channels.c.platform, event_channels.c.status).where(
+                    event_channels.c.event_id == event.id
+                )
+            ).all()
+        out.table(
+            ["platform", "channel", "registrations in PostgreSQL"],
+            [[p, s, per_platform.get(p, 0)] for p, s in sorted(channels)],
+        )
         total = sum(per_platform.values())
-        out.line(f"{total} registrations for {event.slug}; "
-                 f"done in {time.perf_counter() - out.started:.1f}s")
+        out.line(
+            f"{total} registrations for {event.slug}; "
+            f"done in {time.perf_counter() - out.started:.1f}s"
+        )
     finally:
         for name in reversed(started_here):
             processes.stop(settings, name)
@@ -207,12 +250,22 @@ def run_demo(settings: Settings) -> None:
 
 def count_platform_webhooks(engine: Any) -> int:
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(webhook_table).where(
-            webhook_table.c.source.in_(["eventbrite", "luma"])))
+        return conn.scalar(
+            select(func.count())
+            .select_from(webhook_table)
+            .where(webhook_table.c.source.in_(["eventbrite", "luma"]))
+        )
 
 
-def _demo_receiver_steps(out: Printer, settings: Settings, engine: Any, defs: Any,
-                         instance: Any, event: Any, hooks_before: int) -> None:
+def _demo_receiver_steps(
+    out: Printer,
+    settings: Settings,
+    engine: Any,
+    defs: Any,
+    instance: Any,
+    event: Any,
+    hooks_before: int,
+) -> None:
     """Webhooks (with duplicates and out-of-order deliveries), refused requests, payment
     e-mails, then the ingest that turns raw rows into registrations and payments."""
     from orchestration.demo_receiver import post_bad_requests, post_payment_emails
@@ -234,8 +287,10 @@ def _demo_receiver_steps(out: Printer, settings: Settings, engine: Any, defs: An
             labels, value = line.rsplit(" ", 1)
             outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
             outcomes[outcome] = outcomes.get(outcome, 0) + float(value)
-    out.line("receiver outcomes (all time, /metrics): " +
-             ", ".join(f"{k}={int(v)}" for k, v in sorted(outcomes.items())))
+    out.line(
+        "receiver outcomes (all time, /metrics): "
+        + ", ".join(f"{k}={int(v)}" for k, v in sorted(outcomes.items()))
+    )
 
     out.step("Ingest: raw rows -> registrations and payments (Dagster ingest_raw_job)")
     result = _run_job(defs, instance, "ingest_raw_job")
@@ -246,11 +301,17 @@ def _demo_receiver_steps(out: Printer, settings: Settings, engine: Any, defs: An
         by_status = conn.execute(
             select(webhook_table.c.source, webhook_table.c.status, func.count())
             .group_by(webhook_table.c.source, webhook_table.c.status)
-            .order_by(webhook_table.c.source, webhook_table.c.status)).all()
-        mail = conn.execute(select(inbound_emails.c.source, inbound_emails.c.status,
-                                   func.count())
-                            .group_by(inbound_emails.c.source, inbound_emails.c.status)).all()
-        pays = conn.execute(select(payments.c.provider, payments.c.status, func.count())
-                            .group_by(payments.c.provider, payments.c.status)).all()
+            .order_by(webhook_table.c.source, webhook_table.c.status)
+        ).all()
+        mail = conn.execute(
+            select(inbound_emails.c.source, inbound_emails.c.status, func.count()).group_by(
+                inbound_emails.c.source, inbound_emails.c.status
+            )
+        ).all()
+        pays = conn.execute(
+            select(payments.c.provider, payments.c.status, func.count()).group_by(
+                payments.c.provider, payments.c.status
+            )
+        ).all()
     out.table(["source", "status", "rows"], [list(r) for r in (*by_status, *mail)])
     out.table(["payment provider", "status", "payments"], [list(r) for r in pays])

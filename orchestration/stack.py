@@ -30,8 +30,9 @@ def start_sandboxes(settings: Settings) -> list[str]:
 
     lines = []
     for name in sorted(run.SANDBOXES):
-        proc = processes.start(settings, run.process_name(name), run.argv_for(settings, name),
-                               cwd=PROJECT_ROOT)
+        proc = processes.start(
+            settings, run.process_name(name), run.argv_for(settings, name), cwd=PROJECT_ROOT
+        )
         url = f"http://{settings.sandbox_host}:{SANDBOX_PORTS[name]}"
         if not processes.wait_http(f"{url}/_sandbox/health", 30):
             raise RuntimeError(f"sandbox {name} did not start; see {proc.log}")
@@ -64,10 +65,17 @@ def register_webhooks(settings: Settings) -> dict[str, str]:
         async with eventbrite, luma:
             eb = await eventbrite.register_webhook(
                 f"{base}/webhooks/eventbrite",
-                ["order.placed", "order.updated", "order.refunded", "attendee.updated",
-                 "attendee.checked_in"])
-            lu = await luma.register_webhook(f"{base}/webhooks/luma",
-                                             ["guest.registered", "guest.updated"])
+                [
+                    "order.placed",
+                    "order.updated",
+                    "order.refunded",
+                    "attendee.updated",
+                    "attendee.checked_in",
+                ],
+            )
+            lu = await luma.register_webhook(
+                f"{base}/webhooks/luma", ["guest.registered", "guest.updated"]
+            )
         if lu.get("secret"):
             vault.set("luma_webhook", {"secret": lu["secret"], "id": lu.get("id")})
         return {"eventbrite": str(eb.get("id")), "luma": str(lu.get("id"))}
@@ -77,10 +85,18 @@ def register_webhooks(settings: Settings) -> dict[str, str]:
 
 def start_receiver(settings: Settings, port: int = RECEIVER_PORT) -> str:
     proc = processes.start(
-        settings, "receiver",
-        [_bin("gunicorn"), "-c", str(PROJECT_ROOT / "webhook_receiver" / "gunicorn_conf.py"),
-         "--bind", f"127.0.0.1:{port}", "webhook_receiver.app:create_app()"],
-        cwd=PROJECT_ROOT)
+        settings,
+        "receiver",
+        [
+            _bin("gunicorn"),
+            "-c",
+            str(PROJECT_ROOT / "webhook_receiver" / "gunicorn_conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "webhook_receiver.app:create_app()",
+        ],
+        cwd=PROJECT_ROOT,
+    )
     if not processes.wait_http(f"http://127.0.0.1:{port}/health", 60):
         raise RuntimeError(f"receiver did not start; see {proc.log}")
     return f"receiver          http://127.0.0.1:{port} (health, webhooks, metrics)"
@@ -91,10 +107,21 @@ def start_dagster(settings: Settings, port: int = DAGSTER_PORT) -> str:
 
     home = prepare_dagster_home(settings)
     proc = processes.start(
-        settings, "dagster",
-        [_bin("dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-         "-p", str(port)],
-        env={"DAGSTER_HOME": str(home)}, cwd=PROJECT_ROOT)
+        settings,
+        "dagster",
+        [
+            _bin("dagster"),
+            "dev",
+            "-w",
+            str(PROJECT_ROOT / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env={"DAGSTER_HOME": str(home)},
+        cwd=PROJECT_ROOT,
+    )
     if not processes.wait_http(f"http://127.0.0.1:{port}/server_info", 180):
         raise RuntimeError(f"Dagster did not start; see {proc.log}")
     return f"dagster           http://127.0.0.1:{port} (UI; daemon runs sensors and schedules)"

@@ -33,6 +33,8 @@ from hub.settings import get_settings
 from orchestration.resources import HubDatabase, PlatformAdapters
 
 RAW_TABLES = (webhook_events, inbound_emails)
+# Sources hub.ingest has handlers for; rows of any other source are never due.
+HANDLED_SOURCES = ("eventbrite", "luma", "stripe", "sendgrid", "mailgun", "whatsapp", "netgsm")
 MAX_BATCHES = 50
 BATCH_SIZE = 200
 
@@ -43,14 +45,18 @@ def _problem_rows(engine, limit: int = 20) -> str:
     with engine.connect() as conn:
         for table in RAW_TABLES:
             rows = conn.execute(
-                select(table.c.id, table.c.source, table.c.status, table.c.attempts,
-                       table.c.last_error)
+                select(
+                    table.c.id, table.c.source, table.c.status, table.c.attempts, table.c.last_error
+                )
                 .where(table.c.status.in_(["retry", "failed"]))
-                .order_by(table.c.id.desc()).limit(limit)).all()
+                .order_by(table.c.id.desc())
+                .limit(limit)
+            ).all()
             for r in rows:
                 error = (r.last_error or "").replace("|", "/").replace("\n", " ")[:160]
-                lines.append(f"| {table.name} | {r.id} | {r.source} | {r.status} | "
-                             f"{r.attempts} | {error} |")
+                lines.append(
+                    f"| {table.name} | {r.id} | {r.source} | {r.status} | {r.attempts} | {error} |"
+                )
     return "\n".join(lines) if len(lines) > 2 else "no row in retry or failed"
 
 
@@ -61,8 +67,9 @@ def _problem_rows(engine, limit: int = 20) -> str:
     kinds={"postgres"},
     description="Verified raw rows turned into app.registrations and app.payments.",
 )
-def raw_rows_ingested(context: AssetExecutionContext, hub_db: HubDatabase,
-                      adapters: PlatformAdapters) -> MaterializeResult:
+def raw_rows_ingested(
+    context: AssetExecutionContext, hub_db: HubDatabase, adapters: PlatformAdapters
+) -> MaterializeResult:
     engine = hub_db.engine()
     settings = get_settings()
     client = httpx.AsyncClient(timeout=30)
@@ -73,7 +80,8 @@ def raw_rows_ingested(context: AssetExecutionContext, hub_db: HubDatabase,
         except Exception as exc:  # no credentials yet: those rows wait, the rest go on
             context.log.warning(f"{platform}: {exc}")
     handlers = build_handlers(
-        fetchers, eventbrite_hosts={urlsplit(settings.base_url("eventbrite")).hostname})
+        fetchers, eventbrite_hosts={urlsplit(settings.base_url("eventbrite")).hostname}
+    )
     totals: dict[str, dict[str, int]] = {}
     batches = 0
     for batches in range(1, MAX_BATCHES + 1):  # noqa: B007 - the count is reported
@@ -84,19 +92,26 @@ def raw_rows_ingested(context: AssetExecutionContext, hub_db: HubDatabase,
                 bucket[outcome] = bucket.get(outcome, 0) + n
         if report.total == 0:
             break
-    summary = {o: sum(b.get(o, 0) for b in totals.values())
-               for o in ("processed", "retried", "failed", "ignored")}
+    summary = {
+        o: sum(b.get(o, 0) for b in totals.values())
+        for o in ("processed", "retried", "failed", "ignored")
+    }
     context.log.info(f"ingest: {summary} by source {totals}")
-    return MaterializeResult(metadata={
-        **summary,
-        "batches": batches,
-        "by_source": MetadataValue.json(totals),
-        "rows_in_retry_or_failed": MetadataValue.md(_problem_rows(engine)),
-    })
+    return MaterializeResult(
+        metadata={
+            **summary,
+            "batches": batches,
+            "by_source": MetadataValue.json(totals),
+            "rows_in_retry_or_failed": MetadataValue.md(_problem_rows(engine)),
+        }
+    )
 
 
-ingest_raw_job = define_asset_job("ingest_raw_job", selection=[raw_rows_ingested],
-                                  description="Turn due raw rows into registrations/payments.")
+ingest_raw_job = define_asset_job(
+    "ingest_raw_job",
+    selection=[raw_rows_ingested],
+    description="Turn due raw rows into registrations/payments.",
+)
 
 
 def due_rows(engine) -> tuple[int, int]:
@@ -106,17 +121,19 @@ def due_rows(engine) -> tuple[int, int]:
         for table in RAW_TABLES:
             count, top = conn.execute(
                 select(func.count(), func.coalesce(func.max(table.c.id), 0)).where(
-                    table.c.status.in_(["received", "retry"]), table.c.verified.is_(True),
+                    table.c.status.in_(["received", "retry"]),
+                    table.c.verified.is_(True),
                     table.c.flag.is_(None),
-                    or_(table.c.next_attempt_at.is_(None),
-                        table.c.next_attempt_at <= func.now()))).one()
+                    table.c.source.in_(HANDLED_SOURCES),
+                    or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= func.now()),
+                )
+            ).one()
             total += count
             highest = max(highest, top)
     return total, highest
 
 
-@sensor(job=ingest_raw_job, minimum_interval_seconds=15,
-        default_status=DefaultSensorStatus.RUNNING)
+@sensor(job=ingest_raw_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
 def raw_ingest_sensor(context: SensorEvaluationContext, hub_db: HubDatabase):
     """New verified raw rows, or retries now due: run the ingest (one run at a time)."""
     count, highest = due_rows(hub_db.engine())
@@ -124,14 +141,17 @@ def raw_ingest_sensor(context: SensorEvaluationContext, hub_db: HubDatabase):
         return SkipReason("no raw row due")
     in_flight = context.instance.get_runs(
         filters=RunsFilter(job_name="ingest_raw_job", statuses=list(IN_PROGRESS_RUN_STATUSES)),
-        limit=1)
+        limit=1,
+    )
     if in_flight:
         return SkipReason("an ingest run is already in progress")
     context.update_cursor(str(highest))
-    return RunRequest(run_key=f"ingest:{highest}:{count}:{context.cursor}",
-                      tags={"hub/due_rows": str(count)})
+    return RunRequest(
+        run_key=f"ingest:{highest}:{count}:{context.cursor}", tags={"hub/due_rows": str(count)}
+    )
 
 
 def defs() -> Definitions:
-    return Definitions(assets=[raw_rows_ingested], jobs=[ingest_raw_job],
-                       sensors=[raw_ingest_sensor])
+    return Definitions(
+        assets=[raw_rows_ingested], jobs=[ingest_raw_job], sensors=[raw_ingest_sensor]
+    )

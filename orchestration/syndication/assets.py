@@ -43,8 +43,9 @@ def registrations_key(platform: str) -> AssetKey:
 
 def _event_for(context: AssetExecutionContext, hub_db: HubDatabase):
     with hub_db.engine().connect() as conn:
-        event_id = conn.scalar(select(events_table.c.id).where(
-            events_table.c.slug == context.partition_key))
+        event_id = conn.scalar(
+            select(events_table.c.id).where(events_table.c.slug == context.partition_key)
+        )
         if event_id is None:
             raise Failure(f"no event with slug {context.partition_key!r}")
         return get_event(conn, event_id)
@@ -57,16 +58,22 @@ def _selected(context: AssetExecutionContext, key_for) -> list[str]:
 
 @multi_asset(
     specs=[
-        AssetSpec(published_key(p), description=f"The event as published on {p}",
-                  group_name="syndication", kinds={p}, skippable=True)
+        AssetSpec(
+            published_key(p),
+            description=f"The event as published on {p}",
+            group_name="syndication",
+            kinds={p},
+            skippable=True,
+        )
         for p in PLATFORMS
     ],
     partitions_def=events_partitions,
     can_subset=True,
     retry_policy=RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENTIAL),
 )
-def published_events(context: AssetExecutionContext, hub_db: HubDatabase,
-                     adapters: PlatformAdapters):
+def published_events(
+    context: AssetExecutionContext, hub_db: HubDatabase, adapters: PlatformAdapters
+):
     event = _event_for(context, hub_db)
     platforms = _selected(context, published_key)
     engine = hub_db.engine()
@@ -75,9 +82,12 @@ def published_events(context: AssetExecutionContext, hub_db: HubDatabase,
     async def run():
         async with httpx.AsyncClient(timeout=30) as client:
             built = {p: adapters.build(p, client) for p in platforms}
-            return await asyncio.gather(*(
-                sync_channel(engine, event, p, built[p], actor=actor, attempts=4)
-                for p in platforms))
+            return await asyncio.gather(
+                *(
+                    sync_channel(engine, event, p, built[p], actor=actor, attempts=4)
+                    for p in platforms
+                )
+            )
 
     outcomes = asyncio.run(run())
     failed = []
@@ -106,17 +116,23 @@ def published_events(context: AssetExecutionContext, hub_db: HubDatabase,
 
 @multi_asset(
     specs=[
-        AssetSpec(registrations_key(p), deps=[published_key(p)],
-                  description=f"Registrations pulled from {p} into app.registrations",
-                  group_name="syndication", kinds={p, "postgres"}, skippable=True)
+        AssetSpec(
+            registrations_key(p),
+            deps=[published_key(p)],
+            description=f"Registrations pulled from {p} into app.registrations",
+            group_name="syndication",
+            kinds={p, "postgres"},
+            skippable=True,
+        )
         for p in PLATFORMS
     ],
     partitions_def=events_partitions,
     can_subset=True,
     retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
 )
-def pulled_registrations(context: AssetExecutionContext, hub_db: HubDatabase,
-                         adapters: PlatformAdapters):
+def pulled_registrations(
+    context: AssetExecutionContext, hub_db: HubDatabase, adapters: PlatformAdapters
+):
     event = _event_for(context, hub_db)
     platforms = _selected(context, registrations_key)
     engine = hub_db.engine()
@@ -126,9 +142,13 @@ def pulled_registrations(context: AssetExecutionContext, hub_db: HubDatabase,
     async def run():
         async with httpx.AsyncClient(timeout=60) as client:
             built = {p: adapters.build(p, client) for p in platforms}
-            return await asyncio.gather(*(
-                pull_registrations(engine, event, p, built[p], actor=actor, full=full)
-                for p in platforms), return_exceptions=True)
+            return await asyncio.gather(
+                *(
+                    pull_registrations(engine, event, p, built[p], actor=actor, full=full)
+                    for p in platforms
+                ),
+                return_exceptions=True,
+            )
 
     results = asyncio.run(run())
     errors = []

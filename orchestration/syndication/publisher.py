@@ -45,60 +45,111 @@ class ChannelOutcome:
 
 def _channel(engine: Engine, event_id: UUID, platform: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
-        row = conn.execute(select(event_channels).where(
-            event_channels.c.event_id == event_id, event_channels.c.platform == platform)
-        ).mappings().one_or_none()
+        row = (
+            conn.execute(
+                select(event_channels).where(
+                    event_channels.c.event_id == event_id, event_channels.c.platform == platform
+                )
+            )
+            .mappings()
+            .one_or_none()
+        )
     return dict(row) if row else None
 
 
 def _mark_attempt(engine: Engine, channel_id: int) -> None:
     with engine.begin() as conn:
-        conn.execute(update(event_channels).where(event_channels.c.id == channel_id).values(
-            attempts=event_channels.c.attempts + 1,
-            status=func.coalesce(
-                # a published channel being updated stays published
-                func.nullif(event_channels.c.status, "failed"), "publishing"),
-        ))
+        conn.execute(
+            update(event_channels)
+            .where(event_channels.c.id == channel_id)
+            .values(
+                attempts=event_channels.c.attempts + 1,
+                status=func.coalesce(
+                    # a published channel being updated stays published
+                    func.nullif(event_channels.c.status, "failed"),
+                    "publishing",
+                ),
+            )
+        )
 
 
-def _store_success(engine: Engine, channel: dict, event: Event, pub: ChannelPublication,
-                   outcome: ChannelOutcome, actor: str) -> None:
+def _store_success(
+    engine: Engine,
+    channel: dict,
+    event: Event,
+    pub: ChannelPublication,
+    outcome: ChannelOutcome,
+    actor: str,
+) -> None:
     with engine.begin() as conn:
-        conn.execute(update(event_channels).where(event_channels.c.id == channel["id"]).values(
-            platform_event_id=pub.platform_event_id, url=pub.url, status="published",
-            published_version=event.version, raw_response=pub.raw, last_error=None,
-            synced_at=func.now(),
-        ))
-        audit.record(conn, entity="event_channel", entity_id=channel["id"],
-                     action=f"syndication.{outcome.action}", actor=actor,
-                     data={"platform": outcome.platform, "platform_event_id":
-                           pub.platform_event_id, "version": event.version,
-                           "attempts": outcome.attempts,
-                           "latency_ms": round(outcome.latency_ms, 1)})
+        conn.execute(
+            update(event_channels)
+            .where(event_channels.c.id == channel["id"])
+            .values(
+                platform_event_id=pub.platform_event_id,
+                url=pub.url,
+                status="published",
+                published_version=event.version,
+                raw_response=pub.raw,
+                last_error=None,
+                synced_at=func.now(),
+            )
+        )
+        audit.record(
+            conn,
+            entity="event_channel",
+            entity_id=channel["id"],
+            action=f"syndication.{outcome.action}",
+            actor=actor,
+            data={
+                "platform": outcome.platform,
+                "platform_event_id": pub.platform_event_id,
+                "version": event.version,
+                "attempts": outcome.attempts,
+                "latency_ms": round(outcome.latency_ms, 1),
+            },
+        )
 
 
 def _store_failure(engine: Engine, channel: dict, outcome: ChannelOutcome, actor: str) -> None:
     with engine.begin() as conn:
-        conn.execute(update(event_channels).where(event_channels.c.id == channel["id"]).values(
-            # a channel already live keeps 'published' (its update failed, the event is up)
-            status="published" if channel["platform_event_id"] else "failed",
-            last_error=outcome.error,
-        ))
-        audit.record(conn, entity="event_channel", entity_id=channel["id"],
-                     action="syndication.failed", actor=actor, reason=outcome.error,
-                     data={"platform": outcome.platform, "attempts": outcome.attempts})
+        conn.execute(
+            update(event_channels)
+            .where(event_channels.c.id == channel["id"])
+            .values(
+                # a channel already live keeps 'published' (its update failed, the event is up)
+                status="published" if channel["platform_event_id"] else "failed",
+                last_error=outcome.error,
+            )
+        )
+        audit.record(
+            conn,
+            entity="event_channel",
+            entity_id=channel["id"],
+            action="syndication.failed",
+            actor=actor,
+            reason=outcome.error,
+            data={"platform": outcome.platform, "attempts": outcome.attempts},
+        )
 
 
-async def sync_channel(engine: Engine, event: Event, platform: str, adapter: ChannelAdapter, *,
-                       actor: str, attempts: int = 5, base_delay: float = 0.5,
-                       max_delay: float = 30.0) -> ChannelOutcome:
+async def sync_channel(
+    engine: Engine,
+    event: Event,
+    platform: str,
+    adapter: ChannelAdapter,
+    *,
+    actor: str,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+    max_delay: float = 30.0,
+) -> ChannelOutcome:
     """Create, adopt or update the event on one platform; never raises AdapterError."""
     channel = _channel(engine, event.id, platform)
     if channel is None:
         return ChannelOutcome(platform, "skipped")
     if channel["platform_event_id"] and channel["published_version"] == event.version:
-        return ChannelOutcome(platform, "unchanged", channel["platform_event_id"],
-                              channel["url"])
+        return ChannelOutcome(platform, "unchanged", channel["platform_event_id"], channel["url"])
     capacity = event.capacity_for(platform)
     outcome = ChannelOutcome(platform, "failed")
     tries = 0
@@ -122,8 +173,12 @@ async def sync_channel(engine: Engine, event: Event, platform: str, adapter: Cha
     _mark_attempt(engine, channel["id"])
     started = time.perf_counter()
     try:
-        pub = await with_retries(push if channel["platform_event_id"] else create,
-                                 attempts=attempts, base_delay=base_delay, max_delay=max_delay)
+        pub = await with_retries(
+            push if channel["platform_event_id"] else create,
+            attempts=attempts,
+            base_delay=base_delay,
+            max_delay=max_delay,
+        )
     except AdapterError as exc:
         outcome.action = "failed"
         outcome.error = str(exc)
@@ -141,14 +196,31 @@ async def sync_channel(engine: Engine, event: Event, platform: str, adapter: Cha
     return outcome
 
 
-async def sync_event(engine: Engine, event_id: UUID | str,
-                     adapters: Mapping[str, ChannelAdapter], *, actor: str,
-                     attempts: int = 5, base_delay: float = 0.5) -> list[ChannelOutcome]:
+async def sync_event(
+    engine: Engine,
+    event_id: UUID | str,
+    adapters: Mapping[str, ChannelAdapter],
+    *,
+    actor: str,
+    attempts: int = 5,
+    base_delay: float = 0.5,
+) -> list[ChannelOutcome]:
     """Bring the event up to date on every platform in ``adapters``, concurrently."""
     with engine.connect() as conn:
         event = get_event(conn, event_id)
-    return list(await asyncio.gather(*(
-        sync_channel(engine, event, platform, adapter, actor=actor, attempts=attempts,
-                     base_delay=base_delay)
-        for platform, adapter in adapters.items()
-    )))
+    return list(
+        await asyncio.gather(
+            *(
+                sync_channel(
+                    engine,
+                    event,
+                    platform,
+                    adapter,
+                    actor=actor,
+                    attempts=attempts,
+                    base_delay=base_delay,
+                )
+                for platform, adapter in adapters.items()
+            )
+        )
+    )

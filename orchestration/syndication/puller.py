@@ -42,8 +42,11 @@ class PullOutcome:
 
 def load_cursor(engine: Engine, platform: str, scope: str) -> str | None:
     with engine.connect() as conn:
-        return conn.scalar(select(sync_cursors.c.cursor).where(
-            sync_cursors.c.platform == platform, sync_cursors.c.scope == scope))
+        return conn.scalar(
+            select(sync_cursors.c.cursor).where(
+                sync_cursors.c.platform == platform, sync_cursors.c.scope == scope
+            )
+        )
 
 
 def _page_body(page: RegistrationPage) -> bytes:
@@ -51,14 +54,25 @@ def _page_body(page: RegistrationPage) -> bytes:
     return json.dumps(payload, default=str, separators=(",", ":")).encode()
 
 
-async def pull_registrations(engine: Engine, event: Event, platform: str,
-                             adapter: ChannelAdapter, *, actor: str, page_size: int = 100,
-                             full: bool = False, attempts: int = 6) -> PullOutcome:
+async def pull_registrations(
+    engine: Engine,
+    event: Event,
+    platform: str,
+    adapter: ChannelAdapter,
+    *,
+    actor: str,
+    page_size: int = 100,
+    full: bool = False,
+    attempts: int = 6,
+) -> PullOutcome:
     """Pull what is new since the stored cursor (``full``: from the beginning)."""
     started = time.perf_counter()
     with engine.connect() as conn:
-        platform_event_id = conn.scalar(select(event_channels.c.platform_event_id).where(
-            event_channels.c.event_id == event.id, event_channels.c.platform == platform))
+        platform_event_id = conn.scalar(
+            select(event_channels.c.platform_event_id).where(
+                event_channels.c.event_id == event.id, event_channels.c.platform == platform
+            )
+        )
     outcome = PullOutcome(platform, platform_event_id, counts=UpsertCounts())
     if not platform_event_id:
         return outcome
@@ -67,23 +81,47 @@ async def pull_registrations(engine: Engine, event: Event, platform: str,
         cursor_in = cursor
         page: RegistrationPage = await with_retries(
             lambda c=cursor_in: adapter.list_registrations(platform_event_id, c, page_size),
-            attempts=attempts)
+            attempts=attempts,
+        )
         body = _page_body(page)
         with engine.begin() as conn:
-            conn.execute(platform_pulls.insert().values(
-                source=platform, headers={}, body=body, body_size=len(body), verified=True,
-                status="processed", processed_at=func.now(),
-                platform_event_id=platform_event_id, cursor_in=cursor_in,
-                cursor_out=page.next_cursor, item_count=len(page.items)))
-            outcome.counts += upsert_registrations(conn, page.items, actor=actor,
-                                                   reason=f"pull {platform}")
+            conn.execute(
+                platform_pulls.insert().values(
+                    source=platform,
+                    headers={},
+                    body=body,
+                    body_size=len(body),
+                    verified=True,
+                    status="processed",
+                    processed_at=func.now(),
+                    platform_event_id=platform_event_id,
+                    cursor_in=cursor_in,
+                    cursor_out=page.next_cursor,
+                    item_count=len(page.items),
+                )
+            )
+            outcome.counts += upsert_registrations(
+                conn, page.items, actor=actor, reason=f"pull {platform}"
+            )
             next_cursor = page.next_cursor or cursor_in
-            conn.execute(pg_insert(sync_cursors).values(
-                platform=platform, scope=platform_event_id, cursor=next_cursor,
-                last_pulled_at=func.now(), last_count=len(page.items),
-            ).on_conflict_do_update(index_elements=["platform", "scope"], set_={
-                "cursor": next_cursor, "last_pulled_at": func.now(),
-                "last_count": len(page.items)}))
+            conn.execute(
+                pg_insert(sync_cursors)
+                .values(
+                    platform=platform,
+                    scope=platform_event_id,
+                    cursor=next_cursor,
+                    last_pulled_at=func.now(),
+                    last_count=len(page.items),
+                )
+                .on_conflict_do_update(
+                    index_elements=["platform", "scope"],
+                    set_={
+                        "cursor": next_cursor,
+                        "last_pulled_at": func.now(),
+                        "last_count": len(page.items),
+                    },
+                )
+            )
         outcome.pages += 1
         outcome.items += len(page.items)
         outcome.cursor = next_cursor
