@@ -117,3 +117,33 @@ def test_duplicate_and_out_of_order_webhooks_end_as_one_registration_each(world)
     _ingest(boxes)
     assert _count(engine, registrations, platform="eventbrite") == attendees
     assert _count(engine, registrations, platform="eventbrite", status="cancelled") >= 1
+
+
+def test_luma_secret_from_the_vault_is_enforced(world):
+    """The secret Luma returns at webhook registration (kept in the vault by `hub up`)
+    verifies real deliveries and refuses a forged one (401, kept flagged)."""
+    boxes, receiver = world
+    engine = get_engine()
+    with transaction() as conn:
+        event = create_event(conn, parse_spec(EVENT), actor="test")
+
+    async def setup():
+        vault = Vault(settings=boxes.settings)
+        async with httpx.AsyncClient(timeout=10) as client:
+            luma = build_adapter("luma", boxes.settings, vault, client)
+            outcomes = await sync_event(engine, event.id, {"luma": luma}, actor="test")
+            hook = await luma.register_webhook(f"{receiver.url}/webhooks/luma",
+                                               ["guest.registered"])
+        vault.set("luma_webhook", {"secret": hook["secret"], "id": hook["id"]})
+        return outcomes[0].platform_event_id
+
+    luma_event = asyncio.run(setup())
+    guests = boxes.sandbox("luma").simulate_registrations(luma_event, 3, seed=5)
+    assert boxes.sandbox("luma").sender.wait_idle(30)
+    assert _count(engine, webhook_events, source="luma", status="received") == len(guests)
+    forged = httpx.post(f"{receiver.url}/webhooks/luma",
+                        json={"type": "guest.registered", "data": {"api_id": "gst-x"}},
+                        headers={"x-luma-signature": "0" * 64})
+    assert forged.status_code == 401
+    assert forged.json()["error"]
+    assert _count(engine, webhook_events, source="luma", status="flagged") == 1

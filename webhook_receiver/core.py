@@ -10,6 +10,7 @@ answer is 503 ``unavailable`` with Retry-After, and nothing is written.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -98,6 +99,31 @@ def configured_secrets() -> list[str]:
         "netgsm_report_token",
     )
     return [v for v in (s.secret(n) for n in names) if v]
+
+
+_VAULT_SECRET_TTL = 60.0
+
+
+def webhook_secret(setting: str, vault_entry: str) -> str | None:
+    """A webhook secret from settings, else from the vault (e.g. the secret Luma returned
+    when `hub up` registered the webhook); vault reads are cached for a minute."""
+    value = settings().secret(setting)
+    if value:
+        return value
+    cache = current_app.extensions.setdefault("hub_vault_secrets", {})
+    cached = cache.get(vault_entry)
+    now = time.monotonic()
+    if cached and now - cached[1] < _VAULT_SECRET_TTL:
+        return cached[0]
+    try:
+        from hub.vault import Vault
+
+        entry = Vault(settings=settings()).get(vault_entry) or {}
+        value = entry.get("secret")
+    except Exception:  # vault unreadable: behave as if no secret is configured
+        value = None
+    cache[vault_entry] = (value, now)
+    return value
 
 
 def redis_client() -> redis_lib.Redis:

@@ -50,6 +50,7 @@ from webhook_receiver.core import (
     redis_client,
     reject,
     settings,
+    webhook_secret,
 )
 
 bp = Blueprint("receiver", __name__)
@@ -191,13 +192,14 @@ def luma() -> ResponseReturnValue:
     """Luma ``{type, data}``. Dedupe: ``sha256:<hex of the raw body>`` (Luma sends no
     delivery id, so only byte-identical redeliveries collapse).
 
-    With ``HUB_LUMA_WEBHOOK_SECRET`` set, ``x-luma-signature`` must match (else 401,
+    With a secret (``HUB_LUMA_WEBHOOK_SECRET``, or the one Luma returned at webhook
+    registration, kept in the vault), ``x-luma-signature`` must match (else 401,
     kept flagged); without it the row is still accepted for ingest (``verified=true``,
     pseudo-header ``:auth = none`` instead of ``x-luma-signature``), because the ingest
     re-reads the guest from Luma's API either way and never trusts the body.
     """
     delivery = begin("luma", WEBHOOKS)
-    secret = settings().secret("luma_webhook_secret")
+    secret = webhook_secret("luma_webhook_secret", "luma_webhook")
     auth = "none"
     if secret:
         if not verify_luma_signature(
