@@ -427,14 +427,28 @@ class EventbriteAdapter(ChannelAdapter):
         """
         existing = await self.find_existing(event)
         if existing is not None:
-            event_json = existing.raw["event"]
-        else:
-            venue_id = await self._ensure_venue(event)
-            event_json = await self._call(
-                "POST",
-                f"organizations/{self.organization_id}/events",
-                json_body=self._event_body(event, capacity, venue_id),
-            )
+            return await self.adopt_existing(event, existing, capacity)
+        venue_id = await self._ensure_venue(event)
+        event_json = await self._call(
+            "POST",
+            f"organizations/{self.organization_id}/events",
+            json_body=self._event_body(event, capacity, venue_id),
+        )
+        return await self._complete_publication(event, event_json, capacity)
+
+    async def adopt_existing(
+        self, event: Event, existing: ChannelPublication, capacity: int
+    ) -> ChannelPublication:
+        """Finish an event an interrupted publish left behind: add the ticket classes it
+        lacks and publish it if it is still a draft (nothing is created twice)."""
+        event_json = existing.raw.get("event") or await self._call(
+            "GET", f"events/{existing.platform_event_id}"
+        )
+        return await self._complete_publication(event, event_json, capacity)
+
+    async def _complete_publication(
+        self, event: Event, event_json: dict[str, Any], capacity: int
+    ) -> ChannelPublication:
         event_id = str(event_json["id"])
         draft = event_json.get("status") == "draft"
 
