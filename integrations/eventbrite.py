@@ -644,7 +644,9 @@ class EventbriteAdapter(ChannelAdapter):
         if continuation:
             pass_start = state.get("pass_start")
             max_changed = state.get("max_changed")
-            boundary: dict[str, list[str]] | None = state.get("boundary", {})
+            boundary: dict[str, list[str]] | None = (
+                None if state.get("overflow") else state.get("boundary", {})
+            )
         else:
             pass_start, max_changed, boundary = _server_time(response), None, {}
         attendees = body.get("attendees") or []
@@ -676,6 +678,7 @@ class EventbriteAdapter(ChannelAdapter):
                 "max_changed": max_changed,
                 "skip": skip or None,
                 "boundary": boundary,
+                "overflow": True if boundary is None else None,
             }
             has_more = True
         elif horizon:
