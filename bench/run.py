@@ -1,9 +1,9 @@
 """`make bench` / `python -m bench.run [syndication|pull|receiver ...]`.
 
-Creates a database of its own on the hub's PostgreSQL (embedded unless HUB_DATABASE_URL
-is set), runs the chosen benchmarks (all by default) and rewrites BENCHMARKS.md with
-the machine, the date and one section per figure. A benchmark not run this time keeps
-its previous section (each section carries the date it was measured).
+Runs the chosen benchmarks (all by default), each in a database of its own created on
+the hub's PostgreSQL (embedded unless HUB_DATABASE_URL is set) and dropped afterwards,
+and rewrites BENCHMARKS.md with the machine, the date and one section per figure. A
+benchmark not run this time keeps its previous section (each carries its date).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def _run_one(name: str) -> tuple[list[Figure], float]:
     log(f"== {name}")
     try:
         runner: Callable[[], list[Figure]] = importlib.import_module(module).run
-        figures = runner()
+        with bench_database():  # a fresh database each: sandboxes restart their ids
+            figures = runner()
     except Exception as exc:
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:500]
@@ -89,14 +90,15 @@ def _render_report(machine: dict[str, str], sections: dict[str, str], total_s: f
         "## How to reproduce",
         "",
         "```sh",
-        "make bench                                  # every figure (about 5-8 minutes)",
+        "make bench                                  # every figure (about 3 minutes, 2 cores)",
         ".venv/bin/python -m bench.run syndication   # or: pull, receiver",
         "HUB_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\",
         "HUB_REDIS_URL=redis://127.0.0.1:6379/0 make bench   # external servers",
         "```",
         "",
-        "Each run creates its own database on the hub's PostgreSQL server (embedded unless "
-        "`HUB_DATABASE_URL` is set) and drops it afterwards, keeps the sandboxes' state in a "
+        "Each benchmark creates its own database on the hub's PostgreSQL server (embedded "
+        "unless `HUB_DATABASE_URL` is set) and drops it afterwards, keeps the sandboxes' state "
+        "in a "
         "temporary directory, and binds every process (sandboxes, receiver) to a free "
         "loopback port, so the demo's data and ports are never touched. Every sandbox and "
         "the receiver run as separate processes, so their CPU does not share the measuring "
@@ -124,13 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     sections = _previous_sections()
     crashed = False
     machine = machine_info()  # before bench_database() re-points HUB_DATABASE_URL
-    with bench_database():
-        for name in names:
-            figures, seconds = _run_one(name)
-            crashed |= any(f.summary.startswith("benchmark crashed") for f in figures)
-            for figure in figures:
-                sections[figure.key] = _render_section(figure, machine["date"], seconds)
-                log(f"{figure.verdict} {figure.title}: {figure.summary}")
+    for name in names:
+        figures, seconds = _run_one(name)
+        crashed |= any(f.summary.startswith("benchmark crashed") for f in figures)
+        for figure in figures:
+            sections[figure.key] = _render_section(figure, machine["date"], seconds)
+            log(f"{figure.verdict} {figure.title}: {figure.summary}")
     total = time.perf_counter() - started
     REPORT.write_text(_render_report(machine, sections, total))
     log(f"wrote {REPORT.relative_to(PROJECT_ROOT)} ({total:.0f} s)")

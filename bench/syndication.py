@@ -270,7 +270,8 @@ def _rate_limit_figure(run: RateLimitRun, on_sandbox: list[str]) -> Figure:
         f"| total time | **{run.seconds:.1f} s** |",
         f"| effective admitted calls/s vs limit | {rate:.2f} / {limit_rate:.2f} "
         f"({rate / limit_rate:.0%}) |",
-        f"| lower bound for {admitted} calls at this limit | {floor_s:.1f} s |",
+        f"| lower bound for {admitted} calls at this limit (first window's {RL_LIMIT} at once, "
+        f"so the average may exceed the rate) | {floor_s:.1f} s |",
         f"| sync attempts per event (max / mean) | "
         f"{max((o.attempts for o in run.outcomes), default=0)} / "
         f"{sum(o.attempts for o in run.outcomes) / max(len(run.outcomes), 1):.2f} |",
