@@ -98,8 +98,7 @@ def _render_report(machine: dict[str, str], sections: dict[str, str], total_s: f
         "",
         "Each benchmark creates its own database on the hub's PostgreSQL server (embedded "
         "unless `HUB_DATABASE_URL` is set) and drops it afterwards, keeps the sandboxes' state "
-        "in a "
-        "temporary directory, and binds every process (sandboxes, receiver) to a free "
+        "in a temporary directory, and binds every process (sandboxes, receiver) to a free "
         "loopback port, so the demo's data and ports are never touched. Every sandbox and "
         "the receiver run as separate processes, so their CPU does not share the measuring "
         "process's GIL (they do share the machine's cores).",
