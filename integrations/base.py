@@ -10,7 +10,7 @@ from __future__ import annotations
 import email.utils
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -155,16 +155,24 @@ class ChannelAdapter(ABC):
 
     # -- publishing ------------------------------------------------------------
     @abstractmethod
-    async def find_existing(self, event: Event) -> ChannelPublication | None:
+    async def find_existing(
+        self, event: Event, exclude: Collection[str] = ()
+    ) -> ChannelPublication | None:
         """The platform event already made for this hub event, if a lost reply hid it.
 
-        Publishing calls this before creating, so a retry after a crash between the
-        platform's create and our commit does not make a second event.
+        The publisher calls this before creating, so a retry after a crash between the
+        platform's create and our commit does not make a second event. Candidates match
+        on title and start; ``exclude`` lists platform ids that belong to other hub
+        events (two hub events may share a title and a time), which are skipped.
         """
 
     @abstractmethod
     async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
-        """Create the event on the platform with ``capacity`` seats and make it public."""
+        """Create a new event on the platform with ``capacity`` seats and make it public.
+
+        It looks nothing up: the publisher calls ``find_existing`` first and, on a match,
+        ``adopt_existing`` instead.
+        """
 
     async def adopt_existing(
         self, event: Event, existing: ChannelPublication, capacity: int

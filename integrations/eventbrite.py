@@ -26,6 +26,7 @@ import html
 import json
 import logging
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -395,7 +396,9 @@ class EventbriteAdapter(ChannelAdapter):
             raw=raw,
         )
 
-    async def find_existing(self, event: Event) -> ChannelPublication | None:
+    async def find_existing(
+        self, event: Event, exclude: Collection[str] = ()
+    ) -> ChannelPublication | None:
         """The organization's event with this title and start, unless canceled or deleted."""
         params = {
             "name_filter": event.title,
@@ -409,6 +412,8 @@ class EventbriteAdapter(ChannelAdapter):
         for candidate in found:
             if candidate.get("status") in ("canceled", "deleted"):
                 continue
+            if str(candidate.get("id")) in exclude:
+                continue
             name = candidate.get("name") or {}
             same_name = (name.get("text") or "").strip() == event.title.strip() or name.get(
                 "html"
@@ -420,14 +425,12 @@ class EventbriteAdapter(ChannelAdapter):
         return None
 
     async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
-        """Create (or finish creating) the event with both ticket classes and publish it.
+        """Create the event with both ticket classes and publish it.
 
-        Each step first looks for what an earlier, interrupted attempt already made, so
-        running this again creates no second event and no second ticket class.
+        The publisher looks for an event an interrupted attempt left behind first
+        (:meth:`find_existing`) and finishes it with :meth:`adopt_existing`, whose steps
+        each check what exists, so nothing is created twice.
         """
-        existing = await self.find_existing(event)
-        if existing is not None:
-            return await self.adopt_existing(event, existing, capacity)
         venue_id = await self._ensure_venue(event)
         event_json = await self._call(
             "POST",

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -282,7 +283,9 @@ class LumaAdapter(ChannelAdapter):
             raise ServerError(self.platform.value, "event/create returned no api_id")
         return await self._publication(str(event_id))
 
-    async def find_existing(self, event: Event) -> ChannelPublication | None:
+    async def find_existing(
+        self, event: Event, exclude: Collection[str] = ()
+    ) -> ChannelPublication | None:
         """The calendar's event with the same name and start instant (oldest first)."""
         window = timedelta(days=1)
         starts_at = _aware(event.starts_at, event.timezone)
@@ -300,6 +303,8 @@ class LumaAdapter(ChannelAdapter):
             )
             for entry in body.get("entries") or []:
                 luma_event = entry.get("event") or {}
+                if str(luma_event.get("api_id") or entry.get("api_id")) in exclude:
+                    continue
                 start = _parse_time(luma_event.get("start_at"))
                 same_start = start is not None and abs(start - starts_at) < timedelta(seconds=1)
                 if (luma_event.get("name") or "").strip() == event.title.strip() and same_start:

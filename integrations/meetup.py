@@ -21,6 +21,7 @@ import asyncio
 import html
 import logging
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -647,7 +648,9 @@ class MeetupAdapter(ChannelAdapter):
         log.info("meetup event %s created and published", node["id"])
         return self._publication(published.get("event") or node, raw)
 
-    async def find_existing(self, event: Event) -> ChannelPublication | None:
+    async def find_existing(
+        self, event: Event, exclude: Collection[str] = ()
+    ) -> ChannelPublication | None:
         """The group's event with this title and start time, if a lost reply hid it.
 
         A DRAFT found here is what an interrupted :meth:`publish_event` left behind, so it
@@ -675,6 +678,8 @@ class MeetupAdapter(ChannelAdapter):
             for edge in connection.get("edges") or []:
                 node = edge.get("node") or {}
                 when = _parse_meetup_time(node.get("dateTime"))
+                if str(node.get("id")) in exclude:
+                    continue
                 if str(node.get("title", "")).strip() == title and when == starts:
                     raw: dict[str, Any] = {"found": node}
                     if node.get("status") == "DRAFT":

@@ -8,11 +8,15 @@ Dagster jobs run in-process on the persistent instance, so the runs show in the 
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import yaml
@@ -58,13 +62,37 @@ def _sandbox_url(settings: Settings, name: str) -> str:
     return f"http://{settings.sandbox_host}:{SANDBOX_PORTS[name]}"
 
 
-def _run_job(
-    defs: Any, instance: Any, name: str, partition_key: str | None = None, **kwargs: Any
-) -> Any:
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Send this process's fds 1 and 2 (Dagster's console logs, dbt's output) to ``log``;
+    the demo's own report is printed outside."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _run_job(defs: Any, instance: Any, name: str, partition_key: str | None = None,
+             **kwargs: Any) -> Any:
+    """Run a job in-process on the persistent instance (it shows in the UI); its logs go
+    to .hub-data/logs/demo-runs.log."""
+    from hub.settings import get_settings
+
     job = defs.resolve_job_def(name)
-    return job.execute_in_process(
-        instance=instance, partition_key=partition_key, raise_on_error=False, **kwargs
-    )
+    with _output_to(processes.log_path(get_settings(), "demo-runs")):
+        return job.execute_in_process(instance=instance, partition_key=partition_key,
+                                      raise_on_error=False, **kwargs)
 
 
 def _materializations(result: Any) -> dict[str, dict[str, Any]]:
@@ -132,8 +160,9 @@ def run_demo(settings: Settings) -> None:
         with engine.begin() as conn:
             event = create_event(conn, spec, actor="demo")
         out.line(f"{event.title}  [{event.slug}]")
+        local_start = event.starts_at.astimezone(ZoneInfo(event.timezone))
         out.line(
-            f"{event.starts_at:%Y-%m-%d %H:%M} {event.timezone}, capacity "
+            f"{local_start:%Y-%m-%d %H:%M} {event.timezone}, capacity "
             f"{event.total_capacity} (native reserves {event.allocations.get('native')}), "
             f"{event.price_minor / 100:.2f} {event.currency}"
         )
@@ -159,6 +188,12 @@ def run_demo(settings: Settings) -> None:
             )
         out.table(["platform", "action", "platform id", "ms", "tries", "url"], rows)
         out.line(f"run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}")
+        with engine.connect() as conn:
+            errors = conn.execute(select(event_channels.c.platform, event_channels.c.last_error)
+                                  .where(event_channels.c.event_id == event.id,
+                                         event_channels.c.last_error.isnot(None))).all()
+        for platform, error in errors:
+            out.line(f"{platform} error: {error}")
         again = _materializations(_run_job(defs, instance, "publish_events_job", event.slug))
         actions = sorted({m.get("action") for m in again.values()})
         out.line(f"re-run: {', '.join(actions)} (nothing created twice)")
@@ -275,10 +310,20 @@ def _demo_receiver_steps(
 
     _wait_until(lambda: count_platform_webhooks(engine) >= hooks_before + expected, timeout=45)
     time.sleep(1.0)  # let the duplicate deliveries arrive too
+    from orchestration.stack import receiver_secrets
+
     receiver = "http://127.0.0.1:5000"
-    for line in post_bad_requests(receiver):
+    secrets_ = receiver_secrets(settings)
+    with engine.connect() as conn:
+        by_source = conn.execute(
+            select(webhook_table.c.source, func.count()).where(webhook_table.c.source.in_(
+                ["eventbrite", "luma"])).group_by(webhook_table.c.source)).all()
+    out.line(f"platform webhooks stored (each once): {dict(by_source)}; sent "
+             f"{SIMULATED['eventbrite']} orders + {SIMULATED['luma']} guests, each delivered "
+             "twice, some out of order")
+    for line in post_bad_requests(receiver, secrets_):
         out.line(line)
-    for line in post_payment_emails(settings, receiver, engine, event):
+    for line in post_payment_emails(settings, receiver, engine, event, secrets_):
         out.line(line)
     metrics = httpx.get(f"{receiver}/metrics", timeout=10).text
     outcomes: dict[str, float] = {}

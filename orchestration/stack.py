@@ -83,7 +83,23 @@ def register_webhooks(settings: Settings) -> dict[str, str]:
     return asyncio.run(run())
 
 
+def receiver_secrets(settings: Settings) -> dict[str, str]:
+    """The receiver's webhook secrets: settings first; in sandbox mode the sandbox ones
+    fill what is unset, so signed sandbox deliveries verify out of the box."""
+    from integrations.sandbox.credentials import RECEIVER_SECRETS
+
+    found = {}
+    for name, sandbox_value in RECEIVER_SECRETS.items():
+        value = settings.secret(name)
+        if value is None and settings.mode is Mode.SANDBOX:
+            value = sandbox_value
+        if value is not None:
+            found[name] = value
+    return found
+
+
 def start_receiver(settings: Settings, port: int = RECEIVER_PORT) -> str:
+    env = {f"HUB_{name.upper()}": value for name, value in receiver_secrets(settings).items()}
     proc = processes.start(
         settings,
         "receiver",
@@ -95,6 +111,7 @@ def start_receiver(settings: Settings, port: int = RECEIVER_PORT) -> str:
             f"127.0.0.1:{port}",
             "webhook_receiver.app:create_app()",
         ],
+        env=env,
         cwd=PROJECT_ROOT,
     )
     if not processes.wait_http(f"http://127.0.0.1:{port}/health", 60):

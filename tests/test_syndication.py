@@ -212,3 +212,18 @@ def test_pull_registrations_incrementally_into_postgres(boxes, clean_db):
             select(registrations.c.email_normalized).where(registrations.c.platform == "eventbrite")
         ).all()
     assert all(e == e.strip().lower() for e in emails if e)
+
+
+def test_two_events_with_same_title_and_time_get_their_own_platform_events(boxes, clean_db):
+    """find_existing matches by title and time; a platform event already linked to another
+    hub event must not be adopted (it broke the second `make demo` run)."""
+    first = _event(slug="veri-gunu-a")
+    second = _event(slug="veri-gunu-b")
+    asyncio.run(_sync(boxes, first.id))
+    outcomes = asyncio.run(_sync(boxes, second.id))
+    assert {o.action for o in outcomes.values()} == {"created"}
+    assert [_platform_event_count(boxes, p) for p in PLATFORMS] == [2, 2, 2]
+    ids_first = {p: r.platform_event_id for p, r in _channels(clean_db, first.id).items()}
+    ids_second = {p: r.platform_event_id for p, r in _channels(clean_db, second.id).items()}
+    for platform in PLATFORMS:
+        assert ids_first[platform] != ids_second[platform]

@@ -17,3 +17,14 @@ MEETUP_CLIENT_ID = "sandbox-meetup-client"
 MEETUP_CLIENT_SECRET = "sandbox-meetup-secret-4b1d"
 MEETUP_REDIRECT_URI = "http://127.0.0.1:5000/integrations/meetup/callback"
 MEETUP_GROUP_URLNAME = "istanbul-python"
+
+# Receiver secrets used in sandbox mode when the HUB_* variable is unset (`hub up` and
+# the demo pass them to the receiver they start, and sign their requests with them).
+RECEIVER_SECRETS = {
+    "stripe_webhook_secret": "whsec_sandbox_3f9a1c7e5b2d4a6c8e0f",
+    "mailgun_signing_key": "key-sandbox-mailgun-5e8c1a",
+    "sendgrid_inbound_token": "sandbox-sendgrid-inbound-7d2b",
+    "whatsapp_app_secret": "sandbox-whatsapp-app-secret-91c4",
+    "whatsapp_verify_token": "sandbox-whatsapp-verify-token",
+    "netgsm_report_token": "sandbox-netgsm-report-token",
+}

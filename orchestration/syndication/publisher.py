@@ -20,7 +20,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.engine import Engine
 
 from hub import audit
-from hub.db import event_channels
+from hub.db import event_channels, events
 from hub.events import get_event
 from hub.models import ChannelPublication, Event
 from integrations.base import AdapterError, ChannelAdapter, with_retries
@@ -133,6 +133,19 @@ def _store_failure(engine: Engine, channel: dict, outcome: ChannelOutcome, actor
         )
 
 
+def _taken_ids(engine: Engine, channel: dict, event: Event) -> set[str]:
+    """Platform ids of other hub events starting at the same moment: find_existing must
+    not adopt them (two hub events may share a title and a time; each gets its own)."""
+    with engine.connect() as conn:
+        return set(conn.scalars(
+            select(event_channels.c.platform_event_id)
+            .join(events, events.c.id == event_channels.c.event_id)
+            .where(event_channels.c.platform == channel["platform"],
+                   event_channels.c.id != channel["id"],
+                   event_channels.c.platform_event_id.isnot(None),
+                   events.c.starts_at == event.starts_at)))
+
+
 async def sync_channel(
     engine: Engine,
     event: Event,
@@ -157,7 +170,7 @@ async def sync_channel(
     async def create() -> ChannelPublication:
         nonlocal tries
         tries += 1
-        existing = await adapter.find_existing(event)
+        existing = await adapter.find_existing(event, exclude=taken)
         if existing is not None:
             outcome.action = "adopted"
             return await adapter.adopt_existing(event, existing, capacity)
@@ -170,6 +183,7 @@ async def sync_channel(
         outcome.action = "updated"
         return await adapter.update_event(event, channel["platform_event_id"], capacity)
 
+    taken = _taken_ids(engine, channel, event)
     _mark_attempt(engine, channel["id"])
     started = time.perf_counter()
     try:
@@ -179,9 +193,10 @@ async def sync_channel(
             base_delay=base_delay,
             max_delay=max_delay,
         )
-    except AdapterError as exc:
+    except Exception as exc:  # one platform's failure, whatever it is, stays its own
         outcome.action = "failed"
-        outcome.error = str(exc)
+        outcome.error = str(exc) if isinstance(exc, AdapterError) else (
+            f"{platform}: unexpected {type(exc).__name__}: {str(exc)[:300]}")
         outcome.retry_after = getattr(exc, "retry_after", None)
         outcome.attempts = tries
         outcome.latency_ms = (time.perf_counter() - started) * 1000
