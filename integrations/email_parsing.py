@@ -36,7 +36,7 @@ from datetime import datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -149,9 +149,18 @@ def _form_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, st
 
 
 def _form_urlencoded(body: bytes) -> dict[str, tuple[bytes, str | None]]:
+    """Fields of an urlencoded body as raw bytes (decoded later by charset).
+
+    Split by hand: ``parse_qsl`` on bytes re-encodes each value as ASCII and fails on
+    the UTF-8 Turkish names Mailgun forwards ("ZÖHREHAN").
+    """
     fields: dict[str, tuple[bytes, str | None]] = {}
-    for key, value in parse_qsl(body, keep_blank_values=True):
-        fields.setdefault(key.decode("utf-8", errors="replace"), (value, None))
+    for pair in body.split(b"&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition(b"=")
+        name = unquote_to_bytes(key.replace(b"+", b" ")).decode("utf-8", errors="replace")
+        fields.setdefault(name, (unquote_to_bytes(value.replace(b"+", b" ")), None))
     return fields
 
 

@@ -83,16 +83,18 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _run_job(defs: Any, instance: Any, name: str, partition_key: str | None = None,
-             **kwargs: Any) -> Any:
+def _run_job(
+    defs: Any, instance: Any, name: str, partition_key: str | None = None, **kwargs: Any
+) -> Any:
     """Run a job in-process on the persistent instance (it shows in the UI); its logs go
     to .hub-data/logs/demo-runs.log."""
     from hub.settings import get_settings
 
     job = defs.resolve_job_def(name)
     with _output_to(processes.log_path(get_settings(), "demo-runs")):
-        return job.execute_in_process(instance=instance, partition_key=partition_key,
-                                      raise_on_error=False, **kwargs)
+        return job.execute_in_process(
+            instance=instance, partition_key=partition_key, raise_on_error=False, **kwargs
+        )
 
 
 def _materializations(result: Any) -> dict[str, dict[str, Any]]:
@@ -128,6 +130,8 @@ def run_demo(settings: Settings) -> None:
     upgrade(settings)
     out.line("migrations applied (alembic head)")
     engine = get_engine(settings)
+    with engine.connect() as conn:
+        since = conn.scalar(select(func.now()))  # the database's clock: rows of this run
 
     try:
         out.step("Sandboxes, credentials (vault, Meetup OAuth), webhooks, receiver")
@@ -189,9 +193,11 @@ def run_demo(settings: Settings) -> None:
         out.table(["platform", "action", "platform id", "ms", "tries", "url"], rows)
         out.line(f"run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}")
         with engine.connect() as conn:
-            errors = conn.execute(select(event_channels.c.platform, event_channels.c.last_error)
-                                  .where(event_channels.c.event_id == event.id,
-                                         event_channels.c.last_error.isnot(None))).all()
+            errors = conn.execute(
+                select(event_channels.c.platform, event_channels.c.last_error).where(
+                    event_channels.c.event_id == event.id, event_channels.c.last_error.isnot(None)
+                )
+            ).all()
         for platform, error in errors:
             out.line(f"{platform} error: {error}")
         again = _materializations(_run_job(defs, instance, "publish_events_job", event.slug))
@@ -215,7 +221,6 @@ def run_demo(settings: Settings) -> None:
                 json={"webhooks": {"duplicate": True, "out_of_order": True}},
                 timeout=10,
             )
-        hooks_before = count_platform_webhooks(engine)
         rows = []
         for platform, count in SIMULATED.items():
             response = httpx.post(
@@ -241,7 +246,7 @@ def run_demo(settings: Settings) -> None:
         ]
         out.table(["platform", "pages", "items", "new rows"], rows)
 
-        _demo_receiver_steps(out, settings, engine, defs, instance, event, hooks_before)
+        _demo_receiver_steps(out, settings, engine, defs, instance, event, since)
 
         out.step("Analytics: dbt staging models (Dagster analytics_build_job)")
         result = _run_job(defs, instance, "analytics_build_job")
@@ -283,13 +288,27 @@ def run_demo(settings: Settings) -> None:
             print(f"\nstopped what the demo started: {', '.join(started_here)}")
 
 
-def count_platform_webhooks(engine: Any) -> int:
+def count_platform_webhooks(engine: Any, since: datetime) -> int:
     with engine.connect() as conn:
         return conn.scalar(
             select(func.count())
             .select_from(webhook_table)
-            .where(webhook_table.c.source.in_(["eventbrite", "luma"]))
+            .where(
+                webhook_table.c.source.in_(["eventbrite", "luma"]),
+                webhook_table.c.received_at >= since,
+            )
         )
+
+
+def _grouped(engine: Any, table: Any, since: datetime, *columns: str) -> list[list[Any]]:
+    """Row counts of ``table`` since the demo began, grouped by ``columns``."""
+    cols = [table.c[name] for name in columns]
+    stamp = table.c.received_at if "received_at" in table.c else table.c.created_at
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*cols, func.count()).where(stamp >= since).group_by(*cols).order_by(*cols)
+        ).all()
+    return [list(r) for r in rows]
 
 
 def _demo_receiver_steps(
@@ -299,28 +318,28 @@ def _demo_receiver_steps(
     defs: Any,
     instance: Any,
     event: Any,
-    hooks_before: int,
+    since: datetime,
 ) -> None:
     """Webhooks (with duplicates and out-of-order deliveries), refused requests, payment
     e-mails, then the ingest that turns raw rows into registrations and payments."""
     from orchestration.demo_receiver import post_bad_requests, post_payment_emails
+    from orchestration.stack import receiver_secrets
 
     out.step("Webhooks land raw first at the receiver")
     expected = SIMULATED["eventbrite"] + SIMULATED["luma"]
-
-    _wait_until(lambda: count_platform_webhooks(engine) >= hooks_before + expected, timeout=45)
+    _wait_until(lambda: count_platform_webhooks(engine, since) >= expected, timeout=45)
     time.sleep(1.0)  # let the duplicate deliveries arrive too
-    from orchestration.stack import receiver_secrets
-
+    stored = dict((s, n) for s, n in _grouped(engine, webhook_table, since, "source"))
+    out.line(
+        f"sent {SIMULATED['eventbrite']} Eventbrite orders and {SIMULATED['luma']} Luma "
+        "guests, every webhook delivered twice, some out of order"
+    )
+    out.line(
+        f"stored once each: eventbrite={stored.get('eventbrite', 0)} (order.placed), "
+        f"luma={stored.get('luma', 0)} (guest.registered)"
+    )
     receiver = "http://127.0.0.1:5000"
     secrets_ = receiver_secrets(settings)
-    with engine.connect() as conn:
-        by_source = conn.execute(
-            select(webhook_table.c.source, func.count()).where(webhook_table.c.source.in_(
-                ["eventbrite", "luma"])).group_by(webhook_table.c.source)).all()
-    out.line(f"platform webhooks stored (each once): {dict(by_source)}; sent "
-             f"{SIMULATED['eventbrite']} orders + {SIMULATED['luma']} guests, each delivered "
-             "twice, some out of order")
     for line in post_bad_requests(receiver, secrets_):
         out.line(line)
     for line in post_payment_emails(settings, receiver, engine, event, secrets_):
@@ -333,30 +352,37 @@ def _demo_receiver_steps(
             outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
             outcomes[outcome] = outcomes.get(outcome, 0) + float(value)
     out.line(
-        "receiver outcomes (all time, /metrics): "
+        "receiver /metrics since it started: "
         + ", ".join(f"{k}={int(v)}" for k, v in sorted(outcomes.items()))
     )
 
     out.step("Ingest: raw rows -> registrations and payments (Dagster ingest_raw_job)")
     result = _run_job(defs, instance, "ingest_raw_job")
-    mats = _materializations(result)
-    for key, meta in sorted(mats.items()):
-        out.line(f"{key}: " + ", ".join(f"{k}={v}" for k, v in sorted(meta.items())))
-    with engine.connect() as conn:
-        by_status = conn.execute(
-            select(webhook_table.c.source, webhook_table.c.status, func.count())
-            .group_by(webhook_table.c.source, webhook_table.c.status)
-            .order_by(webhook_table.c.source, webhook_table.c.status)
-        ).all()
-        mail = conn.execute(
-            select(inbound_emails.c.source, inbound_emails.c.status, func.count()).group_by(
-                inbound_emails.c.source, inbound_emails.c.status
-            )
-        ).all()
-        pays = conn.execute(
-            select(payments.c.provider, payments.c.status, func.count()).group_by(
-                payments.c.provider, payments.c.status
-            )
-        ).all()
-    out.table(["source", "status", "rows"], [list(r) for r in (*by_status, *mail)])
-    out.table(["payment provider", "status", "payments"], [list(r) for r in pays])
+    meta = _materializations(result).get("raw_rows_ingested", {})
+    by_source = meta.get("by_source") or {}
+    out.table(
+        ["source", "processed", "ignored", "retry", "failed"],
+        [
+            [
+                src,
+                c.get("processed", 0),
+                c.get("ignored", 0),
+                c.get("retried", 0),
+                c.get("failed", 0),
+            ]
+            for src, c in sorted(by_source.items())
+        ],
+    )
+    out.line("raw rows since the demo began, by final status:")
+    out.table(
+        ["table", "source", "status", "rows"],
+        [["webhook_events", *r] for r in _grouped(engine, webhook_table, since, "source", "status")]
+        + [
+            ["inbound_emails", *r]
+            for r in _grouped(engine, inbound_emails, since, "source", "status")
+        ],
+    )
+    out.line("payments (Stripe, bank e-mails) and how they were matched:")
+    out.table(
+        ["provider", "status", "payments"], _grouped(engine, payments, since, "provider", "status")
+    )

@@ -43,40 +43,71 @@ def post_bad_requests(receiver: str, secrets_: dict[str, str]) -> list[str]:
     """Requests the receiver must refuse, and keep flagged; one line each."""
     lines = []
     with httpx.Client(base_url=receiver, timeout=10) as client:
-        body = json.dumps({"id": f"evt_forged_{uuid.uuid4().hex[:8]}", "type":
-                           "checkout.session.completed", "data": {"object": {}}}).encode()
+        body = json.dumps(
+            {
+                "id": f"evt_forged_{uuid.uuid4().hex[:8]}",
+                "type": "checkout.session.completed",
+                "data": {"object": {}},
+            }
+        ).encode()
         forged = _stripe_header("whsec_not_the_real_secret", body)
-        r = client.post("/webhooks/stripe", content=body,
-                        headers={"Stripe-Signature": forged, "Content-Type": "application/json"})
+        r = client.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={"Stripe-Signature": forged, "Content-Type": "application/json"},
+        )
         lines.append(f"forged Stripe signature        -> {_outcome(r)}")
-        r = client.post("/webhooks/eventbrite", json={"config": {"action": "order.placed"}},
-                        headers={"X-Eventbrite-Event": "order.placed"})
+        r = client.post(
+            "/webhooks/eventbrite",
+            json={"config": {"action": "order.placed"}},
+            headers={"X-Eventbrite-Event": "order.placed"},
+        )
         lines.append(f"Eventbrite hint without api_url -> {_outcome(r)}")
-        r = client.post("/webhooks/eventbrite", json={
-            "config": {"action": "order.placed", "webhook_id": "1"},
-            "api_url": "http://169.254.169.254/latest/meta-data/"},
-            headers={"X-Eventbrite-Event": "order.placed"})
+        r = client.post(
+            "/webhooks/eventbrite",
+            json={
+                "config": {"action": "order.placed", "webhook_id": "1"},
+                "api_url": "http://169.254.169.254/latest/meta-data/",
+            },
+            headers={"X-Eventbrite-Event": "order.placed"},
+        )
         lines.append(f"Eventbrite api_url on a foreign host -> {_outcome(r)} (never fetched)")
-        r = client.post("/webhooks/luma", content=b"x" * (1024 * 1024 + 512 * 1024),
-                        headers={"Content-Type": "application/json"})
+        r = client.post(
+            "/webhooks/luma",
+            content=b"x" * (1024 * 1024 + 512 * 1024),
+            headers={"Content-Type": "application/json"},
+        )
         lines.append(f"1.5 MiB body                   -> {_outcome(r)} (first 64 KiB kept)")
         r = client.post("/webhooks/paypal", json={"hello": "world"})
         lines.append(f"unknown source /webhooks/paypal -> {_outcome(r)}")
-        r = client.post("/webhooks/stripe", content=b"{not json",
-                        headers={"Stripe-Signature": _stripe_header(
-                            secrets_["stripe_webhook_secret"], b"{not json")})
+        r = client.post(
+            "/webhooks/stripe",
+            content=b"{not json",
+            headers={
+                "Stripe-Signature": _stripe_header(secrets_["stripe_webhook_secret"], b"{not json")
+            },
+        )
         lines.append(f"signed Stripe body, broken JSON -> {_outcome(r)}")
     return ["refused and kept (flagged, never processed):", *(f"  {x}" for x in lines)]
 
 
 def _payment_targets(engine: Any, event_id: Any) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            select(registrations.c.id, registrations.c.full_name, registrations.c.email,
-                   registrations.c.platform)
-            .where(registrations.c.event_id == event_id,
-                   registrations.c.platform == "luma")
-            .order_by(registrations.c.id).limit(3)).mappings().all()
+        rows = (
+            conn.execute(
+                select(
+                    registrations.c.id,
+                    registrations.c.full_name,
+                    registrations.c.email,
+                    registrations.c.platform,
+                )
+                .where(registrations.c.event_id == event_id, registrations.c.platform == "luma")
+                .order_by(registrations.c.id)
+                .limit(3)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
@@ -95,29 +126,36 @@ def _sendgrid_form(to: str, payer: str, amount: str, ref: str) -> tuple[bytes, s
     )
     message_id = f"<demo-{uuid.uuid4().hex[:12]}@mail.gmail.com>"
     fields: dict[str, bytes] = {
-        "headers": (f"Message-ID: {message_id}\nFrom: Hazine <hazine@topluluk.org>\n"
-                    "Content-Type: text/plain; charset=windows-1254").encode(),
+        "headers": (
+            f"Message-ID: {message_id}\nFrom: Hazine <hazine@topluluk.org>\n"
+            "Content-Type: text/plain; charset=windows-1254"
+        ).encode(),
         "from": b"Hazine <hazine@topluluk.org>",
         "to": to.encode(),
         "subject": "Fwd: Hesabınıza para girişi".encode("windows-1254"),
         "text": text.encode("windows-1254"),
         "envelope": json.dumps({"to": [to], "from": "hazine@topluluk.org"}).encode(),
-        "charsets": json.dumps({"to": "UTF-8", "from": "UTF-8", "subject": "windows-1254",
-                                "text": "windows-1254"}).encode(),
+        "charsets": json.dumps(
+            {"to": "UTF-8", "from": "UTF-8", "subject": "windows-1254", "text": "windows-1254"}
+        ).encode(),
         "SPF": b"pass",
         "dkim": b"{@gmail.com : pass}",
     }
     boundary = f"xYzZY{uuid.uuid4().hex}"
     parts = []
     for name, value in fields.items():
-        parts.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
-                     .encode() + value + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value
+            + b"\r\n"
+        )
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def post_payment_emails(settings: Settings, receiver: str, engine: Any, event: Any,
-                        secrets_: dict[str, str]) -> list[str]:
+def post_payment_emails(
+    settings: Settings, receiver: str, engine: Any, event: Any, secrets_: dict[str, str]
+) -> list[str]:
     """A Stripe payment and two forwarded bank e-mails for Luma registrants."""
     targets = _payment_targets(engine, event.id)
     if len(targets) < 3:
@@ -128,46 +166,82 @@ def post_payment_emails(settings: Settings, receiver: str, engine: Any, event: A
     with httpx.Client(base_url=receiver, timeout=10) as client:
         # 1. Stripe Checkout, paid, with the registration's ref code; delivered twice.
         first = targets[0]
-        event_body = json.dumps({
-            "id": f"evt_{secrets.token_hex(12)}", "object": "event", "api_version":
-            "2026-10-28.endive", "created": int(time.time()), "livemode": False,
-            "pending_webhooks": 1, "type": "checkout.session.completed",
-            "data": {"object": {
-                "id": f"cs_test_{secrets.token_hex(12)}", "object": "checkout.session",
-                "payment_status": "paid", "status": "complete", "amount_total": amount_minor,
-                "currency": event.currency.lower(), "payment_intent":
-                f"pi_{secrets.token_hex(12)}", "client_reference_id": f"REG-{first['id']}",
-                "customer_details": {"email": first["email"], "name": first["full_name"]},
-                "metadata": {"event_id": str(event.id)}}}}).encode()
+        event_body = json.dumps(
+            {
+                "id": f"evt_{secrets.token_hex(12)}",
+                "object": "event",
+                "api_version": "2026-10-28.endive",
+                "created": int(time.time()),
+                "livemode": False,
+                "pending_webhooks": 1,
+                "type": "checkout.session.completed",
+                "data": {
+                    "object": {
+                        "id": f"cs_test_{secrets.token_hex(12)}",
+                        "object": "checkout.session",
+                        "payment_status": "paid",
+                        "status": "complete",
+                        "amount_total": amount_minor,
+                        "currency": event.currency.lower(),
+                        "payment_intent": f"pi_{secrets.token_hex(12)}",
+                        "client_reference_id": f"REG-{first['id']}",
+                        "customer_details": {"email": first["email"], "name": first["full_name"]},
+                        "metadata": {"event_id": str(event.id)},
+                    }
+                },
+            }
+        ).encode()
         for attempt in ("", " (redelivered)"):
-            r = client.post("/webhooks/stripe", content=event_body, headers={
-                "Stripe-Signature": _stripe_header(secrets_["stripe_webhook_secret"],
-                                                   event_body),
-                "Content-Type": "application/json"})
-            lines.append(f"  Stripe checkout.session.completed REG-{first['id']}{attempt}"
-                         f" -> {_outcome(r)}")
+            r = client.post(
+                "/webhooks/stripe",
+                content=event_body,
+                headers={
+                    "Stripe-Signature": _stripe_header(
+                        secrets_["stripe_webhook_secret"], event_body
+                    ),
+                    "Content-Type": "application/json",
+                },
+            )
+            lines.append(
+                f"  Stripe checkout.session.completed REG-{first['id']}{attempt} -> {_outcome(r)}"
+            )
         # 2. A bank dekont forwarded through SendGrid, in windows-1254, with a ref code.
         second = targets[1]
-        body, content_type = _sendgrid_form("odemeler@inbound.topluluk.org",
-                                            second["full_name"] or "", amount_tr,
-                                            f"REG-{second['id']}")
-        r = client.post(f"/inbound/email/sendgrid/{secrets_['sendgrid_inbound_token']}",
-                        content=body, headers={"Content-Type": content_type})
-        lines.append(f"  SendGrid e-mail (windows-1254) {amount_tr} TL REG-{second['id']}"
-                     f" -> {_outcome(r)}")
+        body, content_type = _sendgrid_form(
+            "odemeler@inbound.topluluk.org",
+            second["full_name"] or "",
+            amount_tr,
+            f"REG-{second['id']}",
+        )
+        r = client.post(
+            f"/inbound/email/sendgrid/{secrets_['sendgrid_inbound_token']}",
+            content=body,
+            headers={"Content-Type": content_type},
+        )
+        lines.append(
+            f"  SendGrid e-mail (windows-1254) {amount_tr} TL REG-{second['id']} -> {_outcome(r)}"
+        )
         # 3. A bank notice through a signed Mailgun route, name only: a person decides.
         third = targets[2]
         timestamp, token = str(int(time.time())), secrets.token_hex(25)
-        signature = hmac.new(secrets_["mailgun_signing_key"].encode(),
-                             (timestamp + token).encode(), hashlib.sha256).hexdigest()
+        signature = hmac.new(
+            secrets_["mailgun_signing_key"].encode(), (timestamp + token).encode(), hashlib.sha256
+        ).hexdigest()
         form = {
-            "recipient": "odemeler@mg.topluluk.org", "sender": "hazine@topluluk.org",
-            "from": "Hazine <hazine@topluluk.org>", "subject": "Fwd: Gelen havale",
-            "body-plain": (f"Gelen Transfer, {(third['full_name'] or '').upper()}, "
-                           f"{amount_tr} TL hesabiniza gecmistir. Aciklama: bilet"),
-            "message-headers": json.dumps([["Message-Id", f"<mg-{token[:16]}@mail>"],
-                                           ["From", "hazine@topluluk.org"]]),
-            "timestamp": timestamp, "token": token, "signature": signature,
+            "recipient": "odemeler@mg.topluluk.org",
+            "sender": "hazine@topluluk.org",
+            "from": "Hazine <hazine@topluluk.org>",
+            "subject": "Fwd: Gelen havale",
+            "body-plain": (
+                f"Gelen Transfer, {(third['full_name'] or '').upper()}, "
+                f"{amount_tr} TL hesabiniza gecmistir. Aciklama: bilet"
+            ),
+            "message-headers": json.dumps(
+                [["Message-Id", f"<mg-{token[:16]}@mail>"], ["From", "hazine@topluluk.org"]]
+            ),
+            "timestamp": timestamp,
+            "token": token,
+            "signature": signature,
         }
         r = client.post("/inbound/email/mailgun", data=form)
         lines.append(f"  Mailgun e-mail, payer name only ({third['full_name']}) -> {_outcome(r)}")

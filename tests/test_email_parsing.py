@@ -175,3 +175,30 @@ def test_not_a_payment_at_all():
 def test_decode_refuses_unknown_bodies():
     with pytest.raises(ValueError):
         decode_inbound(b"\x89PNG...", {"Content-Type": "image/png"})
+
+
+def test_mailgun_urlencoded_form_with_turkish_utf8_names_decodes():
+    """A Mailgun forward is urlencoded UTF-8; Turkish letters must not break decoding
+    (parse_qsl on bytes raised UnicodeEncodeError on 'Ö' and failed the ingest)."""
+    import json as _json
+    from urllib.parse import urlencode
+
+    from integrations.email_parsing import decode_inbound, parse_inbound
+
+    form = {
+        "recipient": "odemeler@mg.topluluk.org",
+        "sender": "hazine@topluluk.org",
+        "from": "Hazine <hazine@topluluk.org>",
+        "subject": "Fwd: Gelen havale — Ödeme",
+        "body-plain": "Gelen Transfer, ZÖHREHAN DURAN, 250,00 TL hesabınıza geçmiştir.",
+        "message-headers": _json.dumps([["Message-Id", "<mg-1@mail>"]]),
+        "timestamp": "1", "token": "t", "signature": "s",
+    }
+    body = urlencode(form).encode("ascii")
+    message = decode_inbound(body, {"Content-Type": "application/x-www-form-urlencoded"},
+                             source="mailgun")
+    assert "ZÖHREHAN DURAN" in message.text
+    assert message.subject == "Fwd: Gelen havale — Ödeme"
+    parsed = parse_inbound(message)
+    assert parsed is not None and parsed.amount_minor == 25000
+    assert parsed.payer_name and "DURAN" in parsed.payer_name.upper()

@@ -137,13 +137,18 @@ def _taken_ids(engine: Engine, channel: dict, event: Event) -> set[str]:
     """Platform ids of other hub events starting at the same moment: find_existing must
     not adopt them (two hub events may share a title and a time; each gets its own)."""
     with engine.connect() as conn:
-        return set(conn.scalars(
-            select(event_channels.c.platform_event_id)
-            .join(events, events.c.id == event_channels.c.event_id)
-            .where(event_channels.c.platform == channel["platform"],
-                   event_channels.c.id != channel["id"],
-                   event_channels.c.platform_event_id.isnot(None),
-                   events.c.starts_at == event.starts_at)))
+        return set(
+            conn.scalars(
+                select(event_channels.c.platform_event_id)
+                .join(events, events.c.id == event_channels.c.event_id)
+                .where(
+                    event_channels.c.platform == channel["platform"],
+                    event_channels.c.id != channel["id"],
+                    event_channels.c.platform_event_id.isnot(None),
+                    events.c.starts_at == event.starts_at,
+                )
+            )
+        )
 
 
 async def sync_channel(
@@ -195,8 +200,11 @@ async def sync_channel(
         )
     except Exception as exc:  # one platform's failure, whatever it is, stays its own
         outcome.action = "failed"
-        outcome.error = str(exc) if isinstance(exc, AdapterError) else (
-            f"{platform}: unexpected {type(exc).__name__}: {str(exc)[:300]}")
+        outcome.error = (
+            str(exc)
+            if isinstance(exc, AdapterError)
+            else (f"{platform}: unexpected {type(exc).__name__}: {str(exc)[:300]}")
+        )
         outcome.retry_after = getattr(exc, "retry_after", None)
         outcome.attempts = tries
         outcome.latency_ms = (time.perf_counter() - started) * 1000
