@@ -30,7 +30,7 @@ def _settings() -> Settings:
     return load_settings()
 
 
-def _print_event(event, *, as_json: bool = False) -> None:  # noqa: ANN001
+def _print_event(event, *, as_json: bool = False) -> None:
     if as_json:
         print(event.model_dump_json(indent=2))
         return
@@ -187,7 +187,7 @@ def cmd_events_list(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- integrations
 
 
-def _vault():  # noqa: ANN202
+def _vault():
     from hub.vault import Vault
 
     return Vault(settings=_settings())

@@ -26,7 +26,7 @@ class Sandboxes:
     def url(self, platform: str) -> str:
         return self.servers[platform].url
 
-    def sandbox(self, platform: str):  # noqa: ANN201
+    def sandbox(self, platform: str):
         return self.servers[platform].app.extensions["sandbox"]
 
     def restart(self, platform: str) -> None:
@@ -47,12 +47,19 @@ def start_one(platform: str, state_dir: Path, port: int = 0) -> ServerHandle:
 
 
 @contextmanager
-def running_sandboxes(state_dir: Path):  # noqa: ANN201
+def running_sandboxes(state_dir: Path):
     from integrations.factory import connect_sandbox_credentials
 
     servers = {p: start_one(p, state_dir) for p in PLATFORMS}
-    saved = {k: os.environ.get(k) for k in ("HUB_MEETUP_BASE_URL", "HUB_MEETUP_OAUTH_BASE_URL",
-                                            "HUB_EVENTBRITE_BASE_URL", "HUB_LUMA_BASE_URL")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "HUB_MEETUP_BASE_URL",
+            "HUB_MEETUP_OAUTH_BASE_URL",
+            "HUB_EVENTBRITE_BASE_URL",
+            "HUB_LUMA_BASE_URL",
+        )
+    }
     os.environ["HUB_MEETUP_BASE_URL"] = servers["meetup"].url
     os.environ["HUB_MEETUP_OAUTH_BASE_URL"] = servers["meetup"].url
     os.environ["HUB_EVENTBRITE_BASE_URL"] = servers["eventbrite"].url

@@ -192,11 +192,14 @@ def test_mailgun_urlencoded_form_with_turkish_utf8_names_decodes():
         "subject": "Fwd: Gelen havale — Ödeme",
         "body-plain": "Gelen Transfer, ZÖHREHAN DURAN, 250,00 TL hesabınıza geçmiştir.",
         "message-headers": _json.dumps([["Message-Id", "<mg-1@mail>"]]),
-        "timestamp": "1", "token": "t", "signature": "s",
+        "timestamp": "1",
+        "token": "t",
+        "signature": "s",
     }
     body = urlencode(form).encode("ascii")
-    message = decode_inbound(body, {"Content-Type": "application/x-www-form-urlencoded"},
-                             source="mailgun")
+    message = decode_inbound(
+        body, {"Content-Type": "application/x-www-form-urlencoded"}, source="mailgun"
+    )
     assert "ZÖHREHAN DURAN" in message.text
     assert message.subject == "Fwd: Gelen havale — Ödeme"
     parsed = parse_inbound(message)

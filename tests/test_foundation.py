@@ -78,12 +78,13 @@ def test_embedded_servers_are_shared_between_processes(tmp_path):
             [*hub, "up"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT
         )
         assert first.returncode == 0, first.stderr
-        pid_line = [x for x in first.stdout.splitlines() if x.startswith("postgresql")][0]
+        pid_line = next(x for x in first.stdout.splitlines() if x.startswith("postgresql"))
         second = subprocess.run(
             [*hub, "up"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
         )
         assert second.returncode == 0
-        assert [x for x in second.stdout.splitlines() if x.startswith("postgresql")][0] == pid_line
+        second_line = next(x for x in second.stdout.splitlines() if x.startswith("postgresql"))
+        assert second_line == pid_line
         status = subprocess.run(
             [*hub, "status"], env=env, capture_output=True, text=True, timeout=60, cwd=ROOT
         )

@@ -34,8 +34,20 @@ def _free_port() -> int:
 
 def _start(port: int, state: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "integrations.sandbox.run", "eventbrite", "--port", str(port),
-         "--state", str(state)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "integrations.sandbox.run",
+            "eventbrite",
+            "--port",
+            str(port),
+            "--state",
+            str(state),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -47,8 +59,9 @@ def _start(port: int, state: Path) -> subprocess.Popen:
     raise RuntimeError("eventbrite sandbox did not start")
 
 
-def test_killed_sandbox_restarted_mid_run_ends_published_exactly_once(clean_db, tmp_path,
-                                                                       monkeypatch):
+def test_killed_sandbox_restarted_mid_run_ends_published_exactly_once(
+    clean_db, tmp_path, monkeypatch
+):
     port = _free_port()
     state = tmp_path / "eventbrite-process.sqlite"
     proc = _start(port, state)
@@ -58,10 +71,19 @@ def test_killed_sandbox_restarted_mid_run_ends_published_exactly_once(clean_db, 
             reset_settings_cache()
             settings = load_settings()
             with transaction() as conn:
-                event = create_event(conn, parse_spec({
-                    "title": "Kesinti Testi", "starts_at": "2026-12-30T19:00:00",
-                    "ends_at": "2026-12-30T21:00:00", "total_capacity": 50,
-                    "currency": "TRY"}), actor="test")
+                event = create_event(
+                    conn,
+                    parse_spec(
+                        {
+                            "title": "Kesinti Testi",
+                            "starts_at": "2026-12-30T19:00:00",
+                            "ends_at": "2026-12-30T21:00:00",
+                            "total_capacity": 50,
+                            "currency": "TRY",
+                        }
+                    ),
+                    actor="test",
+                )
             # Slow Eventbrite down so the kill lands while its requests are in flight.
             httpx.post(f"http://127.0.0.1:{port}/_sandbox/config", json={"latency_ms": 800})
 
@@ -80,8 +102,9 @@ def test_killed_sandbox_restarted_mid_run_ends_published_exactly_once(clean_db, 
                 vault = Vault(settings=settings)
                 async with httpx.AsyncClient(timeout=10) as client:
                     adapters = {p: build_adapter(p, settings, vault, client) for p in PLATFORMS}
-                    return await sync_event(get_engine(), event.id, adapters, actor="test",
-                                            attempts=8, base_delay=0.5)
+                    return await sync_event(
+                        get_engine(), event.id, adapters, actor="test", attempts=8, base_delay=0.5
+                    )
 
             outcomes = {o.platform: o for o in asyncio.run(publish())}
             chaos.join()
@@ -89,7 +112,8 @@ def test_killed_sandbox_restarted_mid_run_ends_published_exactly_once(clean_db, 
             assert outcomes["eventbrite"].attempts >= 2  # it really was interrupted
             events = httpx.get(
                 f"http://127.0.0.1:{port}/v3/organizations/1000000001/events/",
-                headers={"Authorization": "Bearer SANDBOXEBTOKEN7Q2XW4"}).json()["events"]
+                headers={"Authorization": "Bearer SANDBOXEBTOKEN7Q2XW4"},
+            ).json()["events"]
             assert [e["id"] for e in events] == [outcomes["eventbrite"].platform_event_id]
             assert events[0]["status"] == "live"
             assert boxes.sandbox("meetup").store.count("event") == 1

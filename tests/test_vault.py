@@ -18,8 +18,11 @@ from hub.settings import Mode, load_settings
 from hub.vault import Vault, VaultError, load_keys, rotate_keys
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRETS = {"token": "EBLIVETOKEN9Z8Y7X6W5V", "api_key": "secret-luma-d41d8cd98f00b204",
-           "refresh_token": "mtr-5f4dcc3b5aa765d61d8327deb882cf99"}
+SECRETS = {
+    "token": "EBLIVETOKEN9Z8Y7X6W5V",
+    "api_key": "secret-luma-d41d8cd98f00b204",
+    "refresh_token": "mtr-5f4dcc3b5aa765d61d8327deb882cf99",
+}
 
 
 @pytest.fixture()
@@ -35,11 +38,22 @@ def _pg_dump(url: str) -> str:
     binary = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
     parsed = make_url(url)
     host = parsed.query.get("host") or parsed.host
-    args = [str(binary), "-h", str(host), "-p", str(parsed.port or 5432),
-            "-U", parsed.username or "postgres", "-d", parsed.database, "--data-only"]
+    args = [
+        str(binary),
+        "-h",
+        str(host),
+        "-p",
+        str(parsed.port or 5432),
+        "-U",
+        parsed.username or "postgres",
+        "-d",
+        parsed.database,
+        "--data-only",
+    ]
     env = {**os.environ, "PGPASSWORD": parsed.password or ""}
-    return subprocess.run(args, capture_output=True, text=True, check=True, env=env,
-                          timeout=120).stdout
+    return subprocess.run(
+        args, capture_output=True, text=True, check=True, env=env, timeout=120
+    ).stdout
 
 
 def test_database_dump_holds_no_plaintext_secret(clean_db, vault_settings):
@@ -60,14 +74,20 @@ def test_rotation_re_encrypts_every_row_and_old_readers_keep_working(clean_db, v
         writer.set(platform, {"token": f"{platform}-{SECRETS['token']}"})
     reader = Vault(settings=vault_settings)  # a running process holding the old key list
     with clean_db.connect() as conn:
-        before = dict(conn.execute(select(integrations.c.platform,
-                                          integrations.c.credentials_encrypted)).all())
+        before = dict(
+            conn.execute(
+                select(integrations.c.platform, integrations.c.credentials_encrypted)
+            ).all()
+        )
     old_keys = load_keys(vault_settings)
     rows, key_count = rotate_keys(vault_settings)
     assert rows == 3 and key_count == 2
     with clean_db.connect() as conn:
-        after = dict(conn.execute(select(integrations.c.platform,
-                                         integrations.c.credentials_encrypted)).all())
+        after = dict(
+            conn.execute(
+                select(integrations.c.platform, integrations.c.credentials_encrypted)
+            ).all()
+        )
     assert all(bytes(after[p]) != bytes(before[p]) for p in before)
     # The old reader never saw the new key: it reloads the key file and still decrypts.
     assert reader.get("luma") == {"token": f"luma-{SECRETS['token']}"}
@@ -92,12 +112,30 @@ def test_live_mode_requires_keys(monkeypatch, tmp_path, hub_settings):
 def test_cli_set_and_list_never_print_the_secret(clean_db, vault_settings):
     env = {**os.environ, "HUB_DATA_DIR": str(vault_settings.data_dir)}
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "integrations", "set", "luma",
-         f"api_key={SECRETS['api_key']}"], capture_output=True, text=True, env=env, cwd=ROOT,
-        timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "hub.cli",
+            "integrations",
+            "set",
+            "luma",
+            f"api_key={SECRETS['api_key']}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    listing = subprocess.run([sys.executable, "-m", "hub.cli", "integrations", "list"],
-                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    listing = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "integrations", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert "luma" in listing.stdout
     for output in (result.stdout, result.stderr, listing.stdout, listing.stderr):
         assert SECRETS["api_key"] not in output

@@ -53,8 +53,7 @@ def _ingest(boxes):
     async def build():
         client = httpx.AsyncClient(timeout=10)
         vault = Vault(settings=boxes.settings)
-        return {p: build_adapter(p, boxes.settings, vault, client)
-                for p in ("eventbrite", "luma")}
+        return {p: build_adapter(p, boxes.settings, vault, client) for p in ("eventbrite", "luma")}
 
     adapters = asyncio.run(build())
     return process_pending(get_engine(), handlers=build_handlers(adapters), batch_size=500)
@@ -69,19 +68,24 @@ def test_duplicate_and_out_of_order_webhooks_end_as_one_registration_each(world)
     async def setup():
         vault = Vault(settings=boxes.settings)
         async with httpx.AsyncClient(timeout=10) as client:
-            adapters = {p: build_adapter(p, boxes.settings, vault, client)
-                        for p in ("eventbrite", "luma")}
+            adapters = {
+                p: build_adapter(p, boxes.settings, vault, client) for p in ("eventbrite", "luma")
+            }
             outcomes = await sync_event(engine, event.id, adapters, actor="test")
             await adapters["eventbrite"].register_webhook(
-                f"{receiver.url}/webhooks/eventbrite", ["order.placed", "order.refunded"])
-            await adapters["luma"].register_webhook(f"{receiver.url}/webhooks/luma",
-                                                    ["guest.registered", "guest.updated"])
+                f"{receiver.url}/webhooks/eventbrite", ["order.placed", "order.refunded"]
+            )
+            await adapters["luma"].register_webhook(
+                f"{receiver.url}/webhooks/luma", ["guest.registered", "guest.updated"]
+            )
             return {o.platform: o.platform_event_id for o in outcomes}
 
     ids = asyncio.run(setup())
     for platform in ("eventbrite", "luma"):
-        httpx.post(f"{boxes.url(platform)}/_sandbox/config",
-                   json={"webhooks": {"duplicate": True, "out_of_order": True}})
+        httpx.post(
+            f"{boxes.url(platform)}/_sandbox/config",
+            json={"webhooks": {"duplicate": True, "out_of_order": True}},
+        )
     orders = boxes.sandbox("eventbrite").simulate_registrations(ids["eventbrite"], 12, seed=3)
     guests = boxes.sandbox("luma").simulate_registrations(ids["luma"], 10, seed=3)
     for platform in ("eventbrite", "luma"):
@@ -89,8 +93,13 @@ def test_duplicate_and_out_of_order_webhooks_end_as_one_registration_each(world)
 
     # Every delivery arrived twice; each is stored once.
     assert _count(engine, webhook_events, source="luma") == len(guests)
-    placed = select(func.count()).select_from(webhook_events).where(
-        webhook_events.c.source == "eventbrite", webhook_events.c.event_type == "order.placed")
+    placed = (
+        select(func.count())
+        .select_from(webhook_events)
+        .where(
+            webhook_events.c.source == "eventbrite", webhook_events.c.event_type == "order.placed"
+        )
+    )
     with engine.connect() as conn:
         assert conn.scalar(placed) == len(orders)
 
@@ -100,8 +109,9 @@ def test_duplicate_and_out_of_order_webhooks_end_as_one_registration_each(world)
     assert _count(engine, registrations, platform="eventbrite") == attendees
     assert _count(engine, registrations, platform="luma") == len(guests)
     with engine.connect() as conn:
-        statuses = set(conn.scalars(select(registrations.c.status)
-                                    .where(registrations.c.platform == "luma")))
+        statuses = set(
+            conn.scalars(select(registrations.c.status).where(registrations.c.platform == "luma"))
+        )
     assert statuses == {"pending"}  # Luma requires approval: the API's word, re-read
 
     # Nothing is processed twice.
@@ -111,8 +121,9 @@ def test_duplicate_and_out_of_order_webhooks_end_as_one_registration_each(world)
 
     # A refund arrives as a webhook too and updates the same registrations.
     httpx.post(f"{boxes.url('eventbrite')}/_sandbox/config", json={"webhooks": None})
-    httpx.post(f"{boxes.url('eventbrite')}/_sandbox/simulate/refund",
-               json={"order_id": orders[0]}).raise_for_status()
+    httpx.post(
+        f"{boxes.url('eventbrite')}/_sandbox/simulate/refund", json={"order_id": orders[0]}
+    ).raise_for_status()
     assert boxes.sandbox("eventbrite").sender.wait_idle(30)
     _ingest(boxes)
     assert _count(engine, registrations, platform="eventbrite") == attendees
@@ -132,8 +143,9 @@ def test_luma_secret_from_the_vault_is_enforced(world):
         async with httpx.AsyncClient(timeout=10) as client:
             luma = build_adapter("luma", boxes.settings, vault, client)
             outcomes = await sync_event(engine, event.id, {"luma": luma}, actor="test")
-            hook = await luma.register_webhook(f"{receiver.url}/webhooks/luma",
-                                               ["guest.registered"])
+            hook = await luma.register_webhook(
+                f"{receiver.url}/webhooks/luma", ["guest.registered"]
+            )
         vault.set("luma_webhook", {"secret": hook["secret"], "id": hook["id"]})
         return outcomes[0].platform_event_id
 
@@ -141,9 +153,11 @@ def test_luma_secret_from_the_vault_is_enforced(world):
     guests = boxes.sandbox("luma").simulate_registrations(luma_event, 3, seed=5)
     assert boxes.sandbox("luma").sender.wait_idle(30)
     assert _count(engine, webhook_events, source="luma", status="received") == len(guests)
-    forged = httpx.post(f"{receiver.url}/webhooks/luma",
-                        json={"type": "guest.registered", "data": {"api_id": "gst-x"}},
-                        headers={"x-luma-signature": "0" * 64})
+    forged = httpx.post(
+        f"{receiver.url}/webhooks/luma",
+        json={"type": "guest.registered", "data": {"api_id": "gst-x"}},
+        headers={"x-luma-signature": "0" * 64},
+    )
     assert forged.status_code == 401
     assert forged.json()["error"]
     assert _count(engine, webhook_events, source="luma", status="flagged") == 1

@@ -33,14 +33,20 @@ if not dbt_project.manifest_path.exists():
     # asset graph is read from.
     dbt_project.preparer.prepare(dbt_project)
 
-# Tables the hub writes and dbt reads: (schema, table, description).
+# Tables the hub writes and dbt reads: (schema, table, description, what writes it).
+_PULLS = [f"syndication/{p}_registrations" for p in ("meetup", "eventbrite", "luma")]
 SOURCE_TABLES = (
-    ("raw", "webhook_events", "Webhook deliveries as received (receiver)"),
-    ("raw", "inbound_emails", "Forwarded payment e-mails as received (receiver)"),
-    ("raw", "platform_pulls", "Pages of registrations pulled from the platforms"),
-    ("app", "events", "Events as created (createEvent)"),
-    ("app", "registrations", "One row per platform registration (ingest and pulls)"),
-    ("app", "payments", "Payments recorded and matched"),
+    ("raw", "webhook_events", "Webhook deliveries as received (receiver)", []),
+    ("raw", "inbound_emails", "Forwarded payment e-mails as received (receiver)", []),
+    ("raw", "platform_pulls", "Pages of registrations pulled from the platforms", _PULLS),
+    ("app", "events", "Events as created (createEvent)", []),
+    (
+        "app",
+        "registrations",
+        "One row per platform registration (ingest and pulls)",
+        [*_PULLS, "ingest/raw_rows_ingested"],
+    ),
+    ("app", "payments", "Payments recorded and matched", ["ingest/raw_rows_ingested"]),
 )
 
 
@@ -67,8 +73,9 @@ source_specs = [
         description=text,
         group_name=f"{schema}_tables",
         kinds={"postgres"},
+        deps=[AssetKey(writer.split("/")) for writer in writers],
     )
-    for schema, table, text in SOURCE_TABLES
+    for schema, table, text, writers in SOURCE_TABLES
 ]
 
 

@@ -60,6 +60,7 @@ def _selected(context: AssetExecutionContext, key_for) -> list[str]:
     specs=[
         AssetSpec(
             published_key(p),
+            deps=[AssetKey(["app", "events"])],
             description=f"The event as published on {p}",
             group_name="syndication",
             kinds={p},
