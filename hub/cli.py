@@ -12,7 +12,9 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from hub.settings import SANDBOX_PORTS, Settings, SettingsError, load_settings
 
@@ -30,6 +32,11 @@ def _settings() -> Settings:
     return load_settings()
 
 
+def _local(when: datetime, zone: str) -> datetime:
+    """A stored (UTC) time in the event's own zone, as organizers think of it."""
+    return when.astimezone(ZoneInfo(zone))
+
+
 def _print_event(event, *, as_json: bool = False) -> None:
     if as_json:
         print(event.model_dump_json(indent=2))
@@ -42,8 +49,8 @@ def _print_event(event, *, as_json: bool = False) -> None:
         f"event {event.id}\n"
         f"  title     {event.title}\n"
         f"  slug      {event.slug}\n"
-        f"  when      {event.starts_at.isoformat()} -> {event.ends_at.isoformat()} "
-        f"({event.timezone})\n"
+        f"  when      {_local(event.starts_at, event.timezone).isoformat()} -> "
+        f"{_local(event.ends_at, event.timezone).isoformat()} ({event.timezone})\n"
         f"  venue     {event.venue_name or '-'} {event.venue_address or event.online_url or ''}\n"
         f"  capacity  {event.total_capacity} ({allocations})\n"
         f"  price     {price}\n"
@@ -179,7 +186,7 @@ def cmd_events_list(args: argparse.Namespace) -> None:
         by_event.setdefault(event_id, []).append(f"{platform}:{status}")
     for e in events:
         print(
-            f"{e.starts_at:%Y-%m-%d %H:%M}  {e.slug:<40} cap={e.total_capacity:<5} "
+            f"{_local(e.starts_at, e.timezone):%Y-%m-%d %H:%M}  {e.slug:<40} cap={e.total_capacity:<5} "
             f"{' '.join(sorted(by_event.get(e.id, [])))}"
         )
 
