@@ -186,8 +186,8 @@ def cmd_events_list(args: argparse.Namespace) -> None:
         by_event.setdefault(event_id, []).append(f"{platform}:{status}")
     for e in events:
         print(
-            f"{_local(e.starts_at, e.timezone):%Y-%m-%d %H:%M}  {e.slug:<40} cap={e.total_capacity:<5} "
-            f"{' '.join(sorted(by_event.get(e.id, [])))}"
+            f"{_local(e.starts_at, e.timezone):%Y-%m-%d %H:%M}  {e.slug:<40} "
+            f"cap={e.total_capacity:<5} {' '.join(sorted(by_event.get(e.id, [])))}"
         )
 
 

@@ -29,9 +29,11 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt_project"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 if not dbt_project.manifest_path.exists():
-    # Parsing needs no database (profiles.yml has defaults); it builds the manifest the
-    # asset graph is read from.
-    dbt_project.preparer.prepare(dbt_project)
+    # A fresh clone has no manifest: parse (no database needed; profiles.yml has
+    # defaults) with this virtualenv's dbt, which need not be on PATH under `make`.
+    DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE).cli(
+        ["parse", "--quiet"], target_path=dbt_project.target_path
+    ).wait()
 
 # Tables the hub writes and dbt reads: (schema, table, description, what writes it).
 _PULLS = [f"syndication/{p}_registrations" for p in ("meetup", "eventbrite", "luma")]
