@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Table, Text, TextClause, bindparam, text
 from sqlalchemy.engine import Connection
 
 from hub import db as hub_db
@@ -113,6 +113,29 @@ def _table(table: str | Table) -> Table:
         raise ValueError(f"unknown raw table {table!r}") from None
 
 
+@lru_cache(maxsize=64)
+def _statements(
+    target: Table, columns: tuple[str, ...], keyed: bool
+) -> tuple[TextClause, TextClause]:
+    """The INSERT for one column set and the duplicate lookup, built once as ``text()``
+    with typed bind parameters (SQLAlchemy does not cache the compiled form of a
+    PostgreSQL ``insert().on_conflict_do_nothing()``, so building it per call recompiles
+    it every time). ``ON CONFLICT`` names the partial unique index's columns and
+    predicate, exactly as ``uq_<table>_dedupe`` is defined."""
+    name = f"{target.schema}.{target.name}"
+    conflict = (
+        " on conflict (source, dedupe_key) where dedupe_key is not null do nothing" if keyed else ""
+    )
+    insert_sql = text(
+        f"insert into {name} ({', '.join(columns)}) "
+        f"values ({', '.join(':' + c for c in columns)}){conflict} returning id"
+    ).bindparams(*(bindparam(c, type_=target.c[c].type) for c in columns))
+    existing = text(
+        f"select id from {name} where source = :source and dedupe_key = :dedupe_key"
+    ).bindparams(bindparam("source", type_=Text()), bindparam("dedupe_key", type_=Text()))
+    return insert_sql, existing
+
+
 def store_raw(
     conn: Connection,
     table: str | Table,
@@ -159,16 +182,11 @@ def store_raw(
             raise ValueError(f"raw.{target.name} has no column {column}")
         values[column] = _clean_text(value)
 
-    stmt = insert(target).values(**values)
-    if key is not None:
-        stmt = stmt.on_conflict_do_nothing(
-            index_elements=[target.c.source, target.c.dedupe_key],
-            index_where=target.c.dedupe_key.isnot(None),
-        )
-    new_id = conn.execute(stmt.returning(target.c.id)).scalar_one_or_none()
+    insert_stmt, existing_stmt = _statements(target, tuple(values), key is not None)
+    new_id = conn.execute(insert_stmt, values).scalar_one_or_none()
     if new_id is not None:
         return RawStoreResult(id=int(new_id), duplicate=False)
     existing = conn.execute(
-        select(target.c.id).where(target.c.source == values["source"], target.c.dedupe_key == key)
+        existing_stmt, {"source": values["source"], "dedupe_key": key}
     ).scalar_one()
     return RawStoreResult(id=int(existing), duplicate=True)
