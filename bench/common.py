@@ -26,7 +26,6 @@ from sqlalchemy.engine import Engine, make_url
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = ("meetup", "eventbrite", "luma")
 LOOPBACK = "127.0.0.1"
-_ENV_KEYS = ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_REDIS_NAMESPACE")
 _SANDBOX_ENV = {
     "meetup": ("HUB_MEETUP_BASE_URL", "HUB_MEETUP_OAUTH_BASE_URL"),
     "eventbrite": ("HUB_EVENTBRITE_BASE_URL",),
@@ -90,9 +89,8 @@ def bench_database() -> Iterator[str]:
     from hub import db as hub_db
     from hub.embedded import resolve_database_url, resolve_redis_url
     from hub.migrate import upgrade
-    from hub.settings import load_settings, reset_settings_cache
+    from hub.settings import environment, load_settings
 
-    saved = {k: os.environ.get(k) for k in _ENV_KEYS}
     run_id = uuid.uuid4().hex[:8]
     name = f"hub_bench_{os.getpid()}_{run_id}"
     server_url = resolve_database_url(load_settings())
@@ -100,27 +98,24 @@ def bench_database() -> Iterator[str]:
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{name}"')
     namespace = f"bench-{run_id}"
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    redis_url = resolve_redis_url(load_settings())
+    overrides = {
+        "HUB_DATABASE_URL": url,
+        "HUB_REDIS_URL": redis_url,
+        "HUB_REDIS_NAMESPACE": namespace,
+    }
     try:
-        url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-        os.environ["HUB_DATABASE_URL"] = url
-        os.environ["HUB_REDIS_URL"] = resolve_redis_url(load_settings())
-        os.environ["HUB_REDIS_NAMESPACE"] = namespace
-        reset_settings_cache()
-        log(f"database {name} created; migrating")
-        upgrade(load_settings())
-        yield url
+        with environment(overrides):
+            log(f"database {name} created; migrating")
+            upgrade(load_settings())
+            yield url
     finally:
         hub_db.dispose_engines()
-        _drop_redis_namespace(os.environ.get("HUB_REDIS_URL"), namespace)
+        _drop_redis_namespace(redis_url, namespace)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
         log(f"database {name} dropped")
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings_cache()
 
 
 def _drop_redis_namespace(url: str | None, namespace: str) -> None:
@@ -230,12 +225,10 @@ class SandboxProcs:
 def sandbox_processes(state_dir: Path) -> Iterator[SandboxProcs]:
     """The three emulators, each its own process on a free loopback port with its state
     in ``state_dir``; the hub's settings and vault are wired to them as in sandbox mode."""
-    from hub.settings import load_settings, reset_settings_cache
+    from hub.settings import environment, load_settings
     from hub.vault import Vault
     from integrations.factory import connect_sandbox_credentials
 
-    env_keys = [key for keys in _SANDBOX_ENV.values() for key in keys]
-    saved = {k: os.environ.get(k) for k in env_keys}
     procs: dict[str, subprocess.Popen] = {}
     urls: dict[str, str] = {}
     try:
@@ -247,21 +240,14 @@ def sandbox_processes(state_dir: Path) -> Iterator[SandboxProcs]:
             urls[name] = f"http://{LOOPBACK}:{port}"
         for name in PLATFORMS:
             wait_http(f"{urls[name]}/_sandbox/health", proc=procs[name])
-            for key in _SANDBOX_ENV[name]:
-                os.environ[key] = urls[name]
-        reset_settings_cache()
-        settings = load_settings()
-        asyncio.run(connect_sandbox_credentials(settings, Vault(settings=settings)))
-        yield SandboxProcs(urls, procs, state_dir)
+        overrides = {key: urls[name] for name in PLATFORMS for key in _SANDBOX_ENV[name]}
+        with environment(overrides):
+            settings = load_settings()
+            asyncio.run(connect_sandbox_credentials(settings, Vault(settings=settings)))
+            yield SandboxProcs(urls, procs, state_dir)
     finally:
         for proc in procs.values():
             stop_process(proc)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings_cache()
 
 
 def adapters_for(platforms: Sequence[str], client: httpx.AsyncClient) -> dict[str, Any]:

@@ -70,7 +70,8 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists (signal 0; a process of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -93,7 +94,7 @@ def _pg_pid(pgdata: Path) -> int | None:
         pid = int(pid_file.read_text().splitlines()[0])
     except (FileNotFoundError, IndexError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _embedded_pg_url(pgdata: Path, database: str) -> str:
@@ -146,9 +147,9 @@ def stop_embedded_postgres(settings: Settings, timeout: float = 30.0) -> bool:
         return False
     os.kill(pid, signal.SIGINT)  # "fast" shutdown: roll back open transactions, checkpoint
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def to_sqlalchemy_url(url: str) -> str:
@@ -200,7 +201,7 @@ def _redis_pid(settings: Settings) -> int | None:
         pid = int((_redis_dir(settings) / "redis.pid").read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if pid_alive(pid) else None
 
 
 def _redis_ping(socket_path: Path) -> bool:
@@ -257,9 +258,9 @@ def stop_embedded_redis(settings: Settings, timeout: float = 15.0) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)  # Redis saves its snapshot on SIGTERM
     deadline = time.monotonic() + timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return not _pid_alive(pid)
+    return not pid_alive(pid)
 
 
 def resolve_redis_url(settings: Settings) -> str:

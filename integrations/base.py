@@ -115,6 +115,18 @@ def parse_retry_after(value: str | None, default: float | None = None) -> float 
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+def parse_timestamp(value: Any) -> datetime | None:
+    """An ISO-8601 timestamp from a platform ("...Z", offset, or naive = UTC); None when
+    absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 # --------------------------------------------------------------------------- credentials
 
 

@@ -49,6 +49,7 @@ from integrations.base import (
     Unsupported,
     ValidationFailed,
     _safe_json,
+    parse_timestamp,
 )
 
 log = logging.getLogger("hub.integrations.eventbrite")
@@ -71,16 +72,6 @@ def _utc(when: datetime) -> str:
     if when.tzinfo is None:
         raise ValueError("naive datetime given to the Eventbrite adapter")
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _description_html(text: str) -> str:
@@ -210,8 +201,8 @@ def attendee_to_registration(
         payment_status=payment,
         amount_minor=amount,
         currency=currency,
-        registered_at=_parse_time(attendee.get("created")),
-        updated_at=_parse_time(attendee.get("changed")),
+        registered_at=parse_timestamp(attendee.get("created")),
+        updated_at=parse_timestamp(attendee.get("changed")),
         raw=attendee,
     )
 

@@ -34,7 +34,7 @@ from hub.models import (
     RegistrationPage,
     RegistrationStatus,
 )
-from integrations.base import ChannelAdapter, ServerError
+from integrations.base import ChannelAdapter, ServerError, parse_timestamp
 
 log = logging.getLogger("hub.integrations.luma")
 
@@ -103,16 +103,6 @@ _STATUS = {
 }
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _iso(when: datetime) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -162,8 +152,8 @@ def registration_from_guest(
         payment_status=payment,
         amount_minor=amount,
         currency=currency if amount > 0 else None,
-        registered_at=_parse_time(guest.get("registered_at") or guest.get("created_at")),
-        updated_at=_parse_time(guest.get("updated_at")),
+        registered_at=parse_timestamp(guest.get("registered_at") or guest.get("created_at")),
+        updated_at=parse_timestamp(guest.get("updated_at")),
         raw=raw if raw is not None else guest,
     )
 
@@ -305,7 +295,7 @@ class LumaAdapter(ChannelAdapter):
                 luma_event = entry.get("event") or {}
                 if str(luma_event.get("api_id") or entry.get("api_id")) in exclude:
                     continue
-                start = _parse_time(luma_event.get("start_at"))
+                start = parse_timestamp(luma_event.get("start_at"))
                 same_start = start is not None and abs(start - starts_at) < timedelta(seconds=1)
                 if (luma_event.get("name") or "").strip() == event.title.strip() and same_start:
                     return ChannelPublication(

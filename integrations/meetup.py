@@ -52,6 +52,7 @@ from integrations.base import (
     Unsupported,
     ValidationFailed,
     parse_retry_after,
+    parse_timestamp,
 )
 
 log = logging.getLogger("hub.integrations.meetup")
@@ -454,16 +455,6 @@ def fee_option(event: Event) -> dict[str, Any]:
     }
 
 
-def _parse_meetup_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
 # =========================================================================== the adapter
 
 
@@ -541,7 +532,7 @@ class MeetupAdapter(ChannelAdapter):
                 ),
                 None,
             )
-            reset_at = _parse_meetup_time(reset)
+            reset_at = parse_timestamp(reset)
             retry_after = (
                 max((reset_at - datetime.now(UTC)).total_seconds(), 0.0) if reset_at else None
             )
@@ -677,7 +668,7 @@ class MeetupAdapter(ChannelAdapter):
             connection = group.get("events") or {}
             for edge in connection.get("edges") or []:
                 node = edge.get("node") or {}
-                when = _parse_meetup_time(node.get("dateTime"))
+                when = parse_timestamp(node.get("dateTime"))
                 if str(node.get("id")) in exclude:
                     continue
                 if str(node.get("title", "")).strip() == title and when == starts:
@@ -806,7 +797,7 @@ class MeetupAdapter(ChannelAdapter):
             payment_status=payment,
             amount_minor=amount,
             currency=currency if payment is not PaymentStatus.NONE else None,
-            updated_at=_parse_meetup_time(node.get("updated")),
+            updated_at=parse_timestamp(node.get("updated")),
             raw=node,
         )
 

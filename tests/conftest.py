@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from hub import db as hub_db
 from hub.embedded import resolve_database_url, resolve_redis_url
-from hub.settings import Settings, load_settings, reset_settings_cache
+from hub.settings import Settings, environment, load_settings
 
 _RUN_ID = uuid.uuid4().hex[:8]
 TEST_DATABASE = f"hub_test_{os.getpid()}_{_RUN_ID}"
@@ -37,37 +37,30 @@ def server_database_url() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def hub_settings(server_database_url: str) -> Iterator[Settings]:
     """Point every process of this test session at a fresh database and Redis namespace."""
-    saved = {
-        k: os.environ.get(k) for k in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_REDIS_NAMESPACE")
-    }
     admin = _admin_conninfo(server_database_url)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create database "{TEST_DATABASE}"')
     test_url = make_url(server_database_url).set(database=TEST_DATABASE)
-    os.environ["HUB_DATABASE_URL"] = test_url.render_as_string(hide_password=False)
-    os.environ["HUB_REDIS_URL"] = resolve_redis_url(load_settings())
-    os.environ["HUB_REDIS_NAMESPACE"] = f"test-{_RUN_ID}"
-    reset_settings_cache()
-    settings = load_settings()
-
-    from hub.migrate import upgrade
-
-    upgrade(settings)
+    redis_url = resolve_redis_url(load_settings())
+    overrides = {
+        "HUB_DATABASE_URL": test_url.render_as_string(hide_password=False),
+        "HUB_REDIS_URL": redis_url,
+        "HUB_REDIS_NAMESPACE": f"test-{_RUN_ID}",
+    }
     try:
-        yield settings
+        with environment(overrides):
+            settings = load_settings()
+            from hub.migrate import upgrade
+
+            upgrade(settings)
+            yield settings
     finally:
         hub_db.dispose_engines()
-        client = redis_lib.Redis.from_url(os.environ["HUB_REDIS_URL"])
+        client = redis_lib.Redis.from_url(redis_url)
         for key in client.scan_iter(f"test-{_RUN_ID}:*", count=1000):
             client.delete(key)
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{TEST_DATABASE}" with (force)')
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings_cache()
 
 
 @pytest.fixture()

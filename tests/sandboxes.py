@@ -4,12 +4,11 @@ and vault exactly as in sandbox mode (credentials stored, Meetup OAuth run)."""
 from __future__ import annotations
 
 import asyncio
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.settings import Settings, load_settings, reset_settings_cache
+from hub.settings import Settings, environment, load_settings
 from hub.vault import Vault
 from integrations.registry import sandbox_app_factory
 from integrations.sandbox.common import ServerHandle, serve_in_thread
@@ -51,30 +50,19 @@ def running_sandboxes(state_dir: Path):
     from integrations.factory import connect_sandbox_credentials
 
     servers = {p: start_one(p, state_dir) for p in PLATFORMS}
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "HUB_MEETUP_BASE_URL",
-            "HUB_MEETUP_OAUTH_BASE_URL",
-            "HUB_EVENTBRITE_BASE_URL",
-            "HUB_LUMA_BASE_URL",
-        )
+    urls = {
+        "HUB_MEETUP_BASE_URL": servers["meetup"].url,
+        "HUB_MEETUP_OAUTH_BASE_URL": servers["meetup"].url,
+        "HUB_EVENTBRITE_BASE_URL": servers["eventbrite"].url,
+        "HUB_LUMA_BASE_URL": servers["luma"].url,
     }
-    os.environ["HUB_MEETUP_BASE_URL"] = servers["meetup"].url
-    os.environ["HUB_MEETUP_OAUTH_BASE_URL"] = servers["meetup"].url
-    os.environ["HUB_EVENTBRITE_BASE_URL"] = servers["eventbrite"].url
-    os.environ["HUB_LUMA_BASE_URL"] = servers["luma"].url
-    reset_settings_cache()
-    settings = load_settings()
-    asyncio.run(connect_sandbox_credentials(settings, Vault(settings=settings)))
-    boxes = Sandboxes(servers, state_dir, settings)
+    boxes = None
     try:
-        yield boxes
+        with environment(urls):
+            settings = load_settings()
+            asyncio.run(connect_sandbox_credentials(settings, Vault(settings=settings)))
+            boxes = Sandboxes(servers, state_dir, settings)
+            yield boxes
     finally:
-        boxes.stop_all()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings_cache()
+        for server in (boxes.servers if boxes else servers).values():
+            server.stop()
