@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import Table, Text, TextClause, bindparam, text
 from sqlalchemy.engine import Connection
 
@@ -113,6 +115,50 @@ def _table(table: str | Table) -> Table:
         raise ValueError(f"unknown raw table {table!r}") from None
 
 
+def _row(
+    target: Table,
+    *,
+    source: str,
+    headers: Mapping[str, Any],
+    body: bytes,
+    dedupe_key: str | None,
+    verified: bool,
+    flag: str | None,
+    status: str,
+    event_type: str | None,
+    sender: str | None,
+    subject: str | None,
+    body_size: int | None,
+    body_truncated: bool,
+) -> dict[str, Any]:
+    """The column values of one raw row, exactly as stored (keys in column order)."""
+    values: dict[str, Any] = {
+        "source": _clean_text(source),
+        "dedupe_key": normalize_dedupe_key(dedupe_key),
+        "headers": dict(headers),
+        "body": bytes(body),
+        "body_size": len(body) if body_size is None else int(body_size),
+        "body_truncated": bool(body_truncated),
+        "verified": bool(verified),
+        "flag": _clean_text(flag),
+        "status": status,
+    }
+    for column, value in (("event_type", event_type), ("sender", sender), ("subject", subject)):
+        if value is None:
+            continue
+        if column not in target.c:
+            raise ValueError(f"raw.{target.name} has no column {column}")
+        values[column] = _clean_text(value)
+    return values
+
+
+def _conflict(keyed: bool) -> str:
+    # The partial unique index uq_<table>_dedupe: its columns and its predicate.
+    return (
+        " on conflict (source, dedupe_key) where dedupe_key is not null do nothing" if keyed else ""
+    )
+
+
 @lru_cache(maxsize=64)
 def _statements(
     target: Table, columns: tuple[str, ...], keyed: bool
@@ -120,15 +166,11 @@ def _statements(
     """The INSERT for one column set and the duplicate lookup, built once as ``text()``
     with typed bind parameters (SQLAlchemy does not cache the compiled form of a
     PostgreSQL ``insert().on_conflict_do_nothing()``, so building it per call recompiles
-    it every time). ``ON CONFLICT`` names the partial unique index's columns and
-    predicate, exactly as ``uq_<table>_dedupe`` is defined."""
+    it every time)."""
     name = f"{target.schema}.{target.name}"
-    conflict = (
-        " on conflict (source, dedupe_key) where dedupe_key is not null do nothing" if keyed else ""
-    )
     insert_sql = text(
         f"insert into {name} ({', '.join(columns)}) "
-        f"values ({', '.join(':' + c for c in columns)}){conflict} returning id"
+        f"values ({', '.join(':' + c for c in columns)}){_conflict(keyed)} returning id"
     ).bindparams(*(bindparam(c, type_=target.c[c].type) for c in columns))
     existing = text(
         f"select id from {name} where source = :source and dedupe_key = :dedupe_key"
@@ -163,25 +205,22 @@ def store_raw(
     ``raw.inbound_emails``; passing one to a table without the column is an error.
     """
     target = _table(table)
-    key = normalize_dedupe_key(dedupe_key)
-    values: dict[str, Any] = {
-        "source": _clean_text(source),
-        "dedupe_key": key,
-        "headers": dict(headers),
-        "body": bytes(body),
-        "body_size": len(body) if body_size is None else int(body_size),
-        "body_truncated": bool(body_truncated),
-        "verified": bool(verified),
-        "flag": _clean_text(flag),
-        "status": status,
-    }
-    for column, value in (("event_type", event_type), ("sender", sender), ("subject", subject)):
-        if value is None:
-            continue
-        if column not in target.c:
-            raise ValueError(f"raw.{target.name} has no column {column}")
-        values[column] = _clean_text(value)
-
+    values = _row(
+        target,
+        source=source,
+        headers=headers,
+        body=body,
+        dedupe_key=dedupe_key,
+        verified=verified,
+        flag=flag,
+        status=status,
+        event_type=event_type,
+        sender=sender,
+        subject=subject,
+        body_size=body_size,
+        body_truncated=body_truncated,
+    )
+    key = values["dedupe_key"]
     insert_stmt, existing_stmt = _statements(target, tuple(values), key is not None)
     new_id = conn.execute(insert_stmt, values).scalar_one_or_none()
     if new_id is not None:
@@ -190,3 +229,79 @@ def store_raw(
         existing_stmt, {"source": values["source"], "dedupe_key": key}
     ).scalar_one()
     return RawStoreResult(id=int(existing), duplicate=True)
+
+
+@lru_cache(maxsize=64)
+def _committed_sql(table: str, columns: tuple[str, ...], keyed: bool) -> tuple[str, str]:
+    """One statement that inserts and, on a conflict, returns the stored row's id, and
+    the plain lookup for the rare race it cannot see (psycopg ``%(name)s`` parameters)."""
+    insert_sql = (
+        f"insert into {table} ({', '.join(columns)}) "
+        f"values ({', '.join(f'%({c})s' for c in columns)}){_conflict(keyed)} returning id"
+    )
+    lookup = f"select id from {table} where source = %(source)s and dedupe_key = %(dedupe_key)s"
+    if not keyed:
+        return insert_sql, lookup
+    combined = (
+        f"with ins as ({insert_sql}) select id, false from ins "
+        f"union all select id, true from {table} where source = %(source)s "
+        "and dedupe_key = %(dedupe_key)s and not exists (select 1 from ins)"
+    )
+    return combined, lookup
+
+
+def store_raw_committed(
+    conn: psycopg.Connection,
+    table: str | Table,
+    *,
+    source: str,
+    headers: Mapping[str, Any],
+    body: bytes,
+    dedupe_key: str | None,
+    verified: bool,
+    flag: str | None,
+    status: str,
+    event_type: str | None = None,
+    sender: str | None = None,
+    subject: str | None = None,
+    body_size: int | None = None,
+    body_truncated: bool = False,
+) -> RawStoreResult:
+    """:func:`store_raw` as ONE autocommit statement on a psycopg connection: the row is
+    committed (or found already there) when this returns, in one round trip.
+
+    ``conn`` must be in autocommit mode: the INSERT is then its own transaction, durable
+    on return exactly like INSERT + COMMIT. On a conflict the same statement returns the
+    stored row's id; only when that row was committed by a concurrent request after the
+    statement's snapshot (it waited on it, then did nothing) is a second SELECT needed.
+    Same rows, same columns, same values as :func:`store_raw`.
+    """
+    if not conn.autocommit:
+        raise ValueError("store_raw_committed needs an autocommit connection")
+    target = _table(table)
+    values = _row(
+        target,
+        source=source,
+        headers=headers,
+        body=body,
+        dedupe_key=dedupe_key,
+        verified=verified,
+        flag=flag,
+        status=status,
+        event_type=event_type,
+        sender=sender,
+        subject=subject,
+        body_size=body_size,
+        body_truncated=body_truncated,
+    )
+    key = values["dedupe_key"]
+    values["headers"] = Jsonb(values["headers"])
+    sql, lookup = _committed_sql(f"{target.schema}.{target.name}", tuple(values), key is not None)
+    with conn.cursor() as cur:
+        row = cur.execute(sql, values).fetchone()
+        if row is not None:
+            return RawStoreResult(id=int(row[0]), duplicate=bool(row[1]) if key else False)
+        found = cur.execute(lookup, {"source": values["source"], "dedupe_key": key}).fetchone()
+    if found is None:  # pragma: no cover - the conflicting row is committed and immutable
+        raise RuntimeError("raw row vanished after a dedupe conflict")
+    return RawStoreResult(id=int(found[0]), duplicate=True)

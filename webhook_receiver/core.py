@@ -2,14 +2,15 @@
 
 Each endpoint calls :func:`begin` (reads the capped body, refuses oversize), then either
 :func:`reject` (stores a flagged row, answers a JSON 4xx/5xx) or :func:`accept` (stores
-the row, answers 200 ``accepted``/``duplicate``/``ignored``). The row is committed in
-one transaction BEFORE the response is produced; when PostgreSQL cannot take it the
-answer is 503 ``unavailable`` with Retry-After, and nothing is written.
+the row, answers 200 ``accepted``/``duplicate``/``ignored``). The row is committed (one
+autocommit INSERT statement) BEFORE the response is produced; when PostgreSQL cannot
+take it the answer is 503 ``unavailable`` with Retry-After, and nothing is written.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -18,9 +19,7 @@ import psycopg
 import redis as redis_lib
 from flask import current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import exc as sa_exc
 
-from hub import db as hub_db
 from hub.embedded import EmbeddedServiceError, resolve_redis_url
 from hub.raw import (
     STATUS_FLAGGED,
@@ -28,11 +27,12 @@ from hub.raw import (
     STATUS_RECEIVED,
     RawStoreResult,
     redact_headers,
-    store_raw,
+    store_raw_committed,
 )
 from hub.settings import Settings
 from webhook_receiver.body import Body, read_body
 from webhook_receiver.logs import safe_path
+from webhook_receiver.store import RawStore
 
 WEBHOOKS = "webhook_events"
 INBOUND = "inbound_emails"
@@ -40,9 +40,8 @@ RETRY_AFTER_SECONDS = "30"
 
 # Errors meaning "the database is not reachable now" (retry later), not "our bug".
 DB_UNAVAILABLE = (
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
     EmbeddedServiceError,
 )
 
@@ -102,6 +101,7 @@ def configured_secrets() -> list[str]:
 
 
 _VAULT_SECRET_TTL = 60.0
+_RAW_STORE_LOCK = threading.Lock()
 
 
 def webhook_secret(setting: str, vault_entry: str) -> str | None:
@@ -124,6 +124,18 @@ def webhook_secret(setting: str, vault_entry: str) -> str | None:
         value = None
     cache[vault_entry] = (value, now)
     return value
+
+
+def raw_store() -> RawStore:
+    """One pool of autocommit connections per app (created in each gunicorn worker)."""
+    store = current_app.extensions.get("hub_raw_store")
+    if store is None:
+        with _RAW_STORE_LOCK:
+            store = current_app.extensions.get("hub_raw_store")
+            if store is None:
+                store = RawStore(settings())
+                current_app.extensions["hub_raw_store"] = store
+    return store
 
 
 def redis_client() -> redis_lib.Redis:
@@ -174,10 +186,11 @@ def keep(
     status: str,
     **columns: Any,
 ) -> RawStoreResult:
-    """Commit the raw row (one transaction); 503 ``unavailable`` when PostgreSQL is down."""
+    """Commit the raw row (one autocommit statement, durable when it returns, see
+    webhook_receiver.store); 503 ``unavailable`` when PostgreSQL is down."""
     try:
-        with hub_db.get_engine(settings()).begin() as conn:
-            result = store_raw(
+        result = raw_store().run(
+            lambda conn: store_raw_committed(
                 conn,
                 delivery.table,
                 source=delivery.source,
@@ -191,13 +204,14 @@ def keep(
                 status=status,
                 **{k: v for k, v in columns.items() if v is not None},
             )
-    except (*DB_UNAVAILABLE, sa_exc.ProgrammingError) as exc:
-        if isinstance(exc, sa_exc.ProgrammingError) and not isinstance(
-            exc.orig, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName
-        ):
-            raise
+        )
+    except (
+        *DB_UNAVAILABLE,
+        psycopg.errors.UndefinedTable,
+        psycopg.errors.InvalidSchemaName,
+    ) as exc:
         # Down, unreachable or not migrated yet: the sender must retry later.
-        g.error_type = type(exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc).__name__
+        g.error_type = type(exc).__name__
         raise unavailable("the raw store is unavailable; retry later") from None
     g.raw_id = result.id
     return result
