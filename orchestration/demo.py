@@ -125,6 +125,7 @@ def run_demo(settings: Settings) -> None:
     print("Community event hub: end-to-end demo")
 
     out.step("Services: PostgreSQL and Redis")
+    services_were_up = all(row.running for row in embedded.services_status(settings))
     for row in embedded.services_up(settings):
         out.line(row.line())
     upgrade(settings)
@@ -284,6 +285,11 @@ def run_demo(settings: Settings) -> None:
     finally:
         for name in reversed(started_here):
             processes.stop(settings, name)
+        if not services_were_up:
+            from hub.db import dispose_engines
+
+            dispose_engines()
+            started_here += [f"{name} (embedded)" for name in embedded.services_down(settings)]
         if started_here:
             print(f"\nstopped what the demo started: {', '.join(started_here)}")
 
