@@ -86,18 +86,26 @@ def settings() -> Settings:
     return current_app.config["HUB_SETTINGS"]
 
 
+_SECRET_NAMES = (
+    "stripe_webhook_secret",
+    "mailgun_signing_key",
+    "sendgrid_inbound_token",
+    "whatsapp_app_secret",
+    "whatsapp_verify_token",
+    "luma_webhook_secret",
+    "netgsm_report_token",
+)
+
+
 def configured_secrets() -> list[str]:
+    """The configured secret values (to mask in paths), read once per app: an app's
+    settings never change (a new Settings means a new app)."""
     s = settings()
-    names = (
-        "stripe_webhook_secret",
-        "mailgun_signing_key",
-        "sendgrid_inbound_token",
-        "whatsapp_app_secret",
-        "whatsapp_verify_token",
-        "luma_webhook_secret",
-        "netgsm_report_token",
-    )
-    return [v for v in (s.secret(n) for n in names) if v]
+    cached = current_app.extensions.get("hub_configured_secrets")
+    if cached is None or cached[0] is not s:
+        cached = (s, [v for v in (s.secret(n) for n in _SECRET_NAMES) if v])
+        current_app.extensions["hub_configured_secrets"] = cached
+    return cached[1]
 
 
 _VAULT_SECRET_TTL = 60.0

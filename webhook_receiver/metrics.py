@@ -9,6 +9,7 @@ to files in that directory and ``/metrics`` aggregates them with a
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -45,9 +46,22 @@ LATENCY = Histogram(
 )
 
 
+# Children per label set, looked up once: ``.labels()`` validates and locks every call.
+_REQUEST_CHILDREN: dict[tuple[str, str], Any] = {}
+_LATENCY_CHILDREN: dict[str, Any] = {}
+
+
 def observe(source: str, outcome: str, seconds: float) -> None:
-    REQUESTS.labels(source=source, outcome=outcome).inc()
-    LATENCY.labels(source=source).observe(seconds)
+    counter = _REQUEST_CHILDREN.get((source, outcome))
+    if counter is None:
+        counter = _REQUEST_CHILDREN.setdefault(
+            (source, outcome), REQUESTS.labels(source=source, outcome=outcome)
+        )
+    histogram = _LATENCY_CHILDREN.get(source)
+    if histogram is None:
+        histogram = _LATENCY_CHILDREN.setdefault(source, LATENCY.labels(source=source))
+    counter.inc()
+    histogram.observe(seconds)
 
 
 def multiprocess_dir() -> str | None:
