@@ -46,7 +46,10 @@ preload_app = False  # metrics values must be created in the workers, after fork
 limit_request_line = 8190
 limit_request_fields = 100
 
-accesslog = os.environ.get("HUB_RECEIVER_ACCESS_LOG", "-")
+# The app writes one JSON line per request (method, path with secrets masked, status,
+# source, outcome, duration, raw id): gunicorn's own access line would say it twice.
+# HUB_RECEIVER_ACCESS_LOG=- turns it back on.
+accesslog = os.environ.get("HUB_RECEIVER_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("HUB_RECEIVER_LOG_LEVEL", "info")
 logger_class = "webhook_receiver.logs.GunicornJsonLogger"
