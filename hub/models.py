@@ -15,7 +15,14 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 # ISO 4217 currencies with their minor-unit exponent (the ones a community here meets).
 CURRENCY_EXPONENTS: dict[str, int] = {
@@ -100,13 +107,29 @@ class EventSpec(BaseModel):
     ends_at: datetime
     timezone: str = "Europe/Istanbul"
     venue: Venue = Field(default_factory=Venue)
-    total_capacity: int = Field(ge=0, le=1_000_000)
+    total_capacity: int = Field(
+        ge=0, le=1_000_000, validation_alias=AliasChoices("total_capacity", "capacity")
+    )
     price: Decimal = Field(default=Decimal(0), ge=0)
     currency: str = "TRY"
     slug: str | None = Field(default=None, pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=80)
     channels: dict[Platform, int | None] = Field(
         default_factory=lambda: {p: None for p in (Platform.NATIVE, *SYNDICATED_PLATFORMS)}
     )
+
+    @field_validator("venue", mode="before")
+    @classmethod
+    def _venue_from_text(cls, value: Any) -> Any:
+        """``venue: Kolektif House`` is the venue's name."""
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _channels_from_list(cls, value: Any) -> Any:
+        """``channels: [native, meetup]``: those channels, all selling the shared pool."""
+        if isinstance(value, list | tuple):
+            return dict.fromkeys(value)
+        return value
 
     @field_validator("timezone")
     @classmethod

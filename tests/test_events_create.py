@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -160,3 +161,29 @@ def test_cli_bad_setting_names_the_variable():
     )
     assert result.returncode == 1
     assert "HUB_MODE" in result.stderr and "HUB_REDIS_URL" in result.stderr
+
+
+def test_forms_organizers_write_are_understood(clean_db, tmp_path):
+    """`capacity:`, a venue as plain text, channels as a list, a space in the time."""
+    data = {
+        "title": "Kısa Form",
+        "starts_at": "2026-12-11 19:00",
+        "ends_at": "2026-12-11 21:00",
+        "capacity": 30,
+        "venue": "Kolektif House",
+        "channels": ["native", "luma"],
+    }
+    spec = load_spec_file(_write(tmp_path, data))
+    with transaction() as conn:
+        event = create_event(conn, spec, actor="test")
+    assert event.total_capacity == 30 and event.venue_name == "Kolektif House"
+    assert event.allocations == {"native": None, "luma": None}
+    local = event.starts_at.astimezone(ZoneInfo("Europe/Istanbul"))
+    assert (local.hour, local.minute) == (19, 0)  # read in the event's zone, stored as UTC
+
+
+def test_unknown_channel_is_refused_naming_it(clean_db, tmp_path):
+    data = {**VALID, "channels": ["native", "facebook"]}
+    with pytest.raises(EventInputError) as info:
+        load_spec_file(_write(tmp_path, data))
+    assert info.value.field.startswith("channels") and "facebook" in info.value.field
