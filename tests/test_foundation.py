@@ -114,3 +114,43 @@ def test_dagster_definitions_load_with_dbt_lineage():
         )
     )
     assert {p.to_user_string() for p in staging.parent_keys} == {"raw/webhook_events"}
+
+
+def test_dagster_instance_stores_runs_in_postgres(hub_settings, tmp_path, monkeypatch):
+    """The Dagster instance (UI, daemon, demo) keeps runs and partitions in PostgreSQL,
+    in a database of its own on the hub's server, embedded or external alike."""
+    from dagster import job, op
+    from dagster_postgres import PostgresRunStorage
+
+    from hub.embedded import resolve_dagster_database_url
+    from orchestration.instance import get_instance
+
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    settings = load_settings()
+    dagster_url = resolve_dagster_database_url(settings)
+    try:
+        instance = get_instance(settings)
+        assert isinstance(instance.run_storage, PostgresRunStorage)
+        assert make_url(dagster_url).database.endswith("_dagster")
+
+        @op
+        def hello() -> int:
+            return 1
+
+        @job
+        def hello_job():
+            hello()
+
+        result = hello_job.execute_in_process(instance=instance)
+        assert result.success
+        instance.add_dynamic_partitions("events", ["a-slug"])
+        with psycopg.connect(dagster_url) as conn:
+            runs = conn.execute("select count(*) from runs").fetchone()[0]
+            parts = conn.execute("select count(*) from dynamic_partitions").fetchone()[0]
+        assert runs == 1 and parts == 1
+        instance.dispose()
+    finally:
+        admin = make_url(dagster_url).set(database="postgres").render_as_string(False)
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{make_url(dagster_url).database}" with (force)')
