@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import http.client
 import json
 import random
 import resource
@@ -161,28 +160,71 @@ class Worker:
 
 
 def http_sender(url: str, secret: str) -> Callable[[], Callable[[str], str]]:
+    """Keep-alive HTTP/1.1 over a plain socket: the same bytes a client library sends,
+    without http.client's per-response header parsing (email.parser), which on these 2
+    shared cores would take CPU from the receiver being measured."""
+    import socket
+
     parts = urlsplit(url)
     host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        "User-Agent: Stripe/1.0 (+https://stripe.com/docs/webhooks)\r\n"
+    )
+
+    def connect() -> socket.socket:
+        sock = socket.create_connection((host, port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
 
     def make() -> Callable[[str], str]:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
+        sock = connect()
+        buffer = b""
+
+        def read_response() -> tuple[int, bool]:
+            nonlocal buffer
+            while b"\r\n\r\n" not in buffer:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionResetError("server closed the connection")
+                buffer += chunk
+            header, _, rest = buffer.partition(b"\r\n\r\n")
+            lines = header.split(b"\r\n")
+            status = int(lines[0].split(b" ", 2)[1])
+            length, close = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection" and value.strip().lower() == b"close":
+                    close = True
+            while len(rest) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionResetError("server closed mid-body")
+                rest += chunk
+            buffer = rest[length:]
+            return status, close
 
         def send(event_id: str) -> str:
-            nonlocal conn
+            nonlocal sock, buffer
             body = stripe_event(event_id)
-            headers = {
-                "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": stripe_signature(body, secret),
-                "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
-            }
+            request = (
+                f"{head}Stripe-Signature: {stripe_signature(body, secret)}\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
             try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                return str(response.status)
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection(host, port, timeout=10)
+                sock.sendall(request)
+                status, close = read_response()
+                if close:
+                    sock.close()
+                    sock, buffer = connect(), b""
+                return str(status)
+            except (OSError, ValueError, IndexError) as exc:
+                sock.close()
+                sock, buffer = connect(), b""
                 return type(exc).__name__
 
         return send

@@ -203,14 +203,16 @@ def _figure(base: dict, recv: dict, cpu: dict, info: dict, stored: dict) -> Figu
                                                          "rest_cpu_s", "busy_cpu_s")}  # fmt: skip
     lines = [
         f"Load: {CONCURRENCY} client threads in a separate process, one keep-alive "
-        "connection each (http.client), sending Stripe-signed `checkout.session.completed` "
+        "connection each (raw HTTP/1.1 keep-alive over a socket; http.client's header parsing "
+        "would take CPU from the receiver on these shared cores), sending Stripe-signed "
+        "`checkout.session.completed` "
         f"events (HMAC-SHA256 over `t.body`, {len(stripe_event('evt_bench00x00000001')):,}"
         f"-byte JSON body); {DUP_RATIO:.0%} of sends repeat an id already sent (re-signed, as "
         f"Stripe retries). {WARMUP_S:.0f} s warm-up, then {DURATION_S:.0f} s measured; "
         "latency is client-side per request.",
         f"Receiver: `gunicorn -c webhook_receiver/gunicorn_conf.py` as configured "
         f"({info['workers']} gthread workers x {os.environ.get('HUB_RECEIVER_THREADS', '4')} "
-        "threads, JSON access log on), on a free loopback port, HUB_DATABASE_URL = the "
+        "threads, one JSON log line per request), on a free loopback port, HUB_DATABASE_URL = the "
         "bench database. Each request verifies the signature and commits one row "
         "(INSERT ... ON CONFLICT DO NOTHING, then a SELECT of the existing id on a "
         "duplicate) in raw.webhook_events before answering.",
@@ -281,8 +283,9 @@ def _explain_miss(cpu: dict, share: dict) -> str:
         f"Missed target. The machine was {share['busy_cpu_s']:.0%} busy and the largest CPU "
         f"consumer was {_NAMES[busiest]} ({share[busiest]:.0%} of {os.cpu_count()} cores). "
         "The receiver is CPU-bound in Python (request parsing, Stripe signature check, "
-        "SQLAlchemy, JSON access log, metrics) with the GIL shared by each worker's "
-        "threads, while the bare loop spends almost nothing outside PostgreSQL; on this "
+        "one autocommit INSERT on a psycopg pool, the JSON request log, metrics) with "
+        "the GIL shared by each worker's threads, while the bare loop spends almost "
+        "nothing outside PostgreSQL; on this "
         f"{os.cpu_count()}-core machine the load generator, the workers and PostgreSQL also "
         "compete for the same cores. Not tuned away: the receiver runs with the project's "
         "gunicorn_conf.py as shipped."
