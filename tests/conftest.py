@@ -17,7 +17,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
 from hub import db as hub_db
-from hub.embedded import resolve_database_url, resolve_redis_url
+from hub.embedded import (
+    resolve_database_url,
+    resolve_redis_url,
+    services_down,
+    services_status,
+)
 from hub.settings import Settings, environment, load_settings
 
 _RUN_ID = uuid.uuid4().hex[:8]
@@ -29,9 +34,15 @@ def _admin_conninfo(url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_database_url() -> str:
-    """The hub database URL of the configured server (embedded started if needed)."""
-    return resolve_database_url(load_settings())
+def server_database_url() -> Iterator[str]:
+    """The hub database URL of the configured server (embedded started if needed); embedded
+    servers this session started are stopped when it ends."""
+    settings = load_settings()
+    were_up = all(row.running for row in services_status(settings))
+    yield resolve_database_url(settings)
+    if not were_up:
+        hub_db.dispose_engines()
+        services_down(settings)
 
 
 @pytest.fixture(scope="session", autouse=True)
