@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -125,11 +125,11 @@ def _row(
     verified: bool,
     flag: str | None,
     status: str,
-    event_type: str | None,
-    sender: str | None,
-    subject: str | None,
-    body_size: int | None,
-    body_truncated: bool,
+    event_type: str | None = None,
+    sender: str | None = None,
+    subject: str | None = None,
+    body_size: int | None = None,
+    body_truncated: bool = False,
 ) -> dict[str, Any]:
     """The column values of one raw row, exactly as stored (keys in column order)."""
     values: dict[str, Any] = {
@@ -178,22 +178,27 @@ def _statements(
     return insert_sql, existing
 
 
+class RawFields(TypedDict, total=False):
+    """What one raw row holds (the keyword arguments of the store functions)."""
+
+    source: Required[str]
+    headers: Required[Mapping[str, Any]]
+    body: Required[bytes]
+    dedupe_key: Required[str | None]
+    verified: Required[bool]
+    flag: Required[str | None]
+    status: Required[str]
+    event_type: str | None  # raw.webhook_events only
+    sender: str | None  # raw.inbound_emails only
+    subject: str | None  # raw.inbound_emails only
+    body_size: int | None  # defaults to len(body); the real size when truncated
+    body_truncated: bool
+
+
 def store_raw(
     conn: Connection,
     table: str | Table,
-    *,
-    source: str,
-    headers: Mapping[str, Any],
-    body: bytes,
-    dedupe_key: str | None,
-    verified: bool,
-    flag: str | None,
-    status: str,
-    event_type: str | None = None,
-    sender: str | None = None,
-    subject: str | None = None,
-    body_size: int | None = None,
-    body_truncated: bool = False,
+    **fields: Unpack[RawFields],
 ) -> RawStoreResult:
     """Insert one raw row unless ``(source, dedupe_key)`` is already there.
 
@@ -205,21 +210,7 @@ def store_raw(
     ``raw.inbound_emails``; passing one to a table without the column is an error.
     """
     target = _table(table)
-    values = _row(
-        target,
-        source=source,
-        headers=headers,
-        body=body,
-        dedupe_key=dedupe_key,
-        verified=verified,
-        flag=flag,
-        status=status,
-        event_type=event_type,
-        sender=sender,
-        subject=subject,
-        body_size=body_size,
-        body_truncated=body_truncated,
-    )
+    values = _row(target, **fields)
     key = values["dedupe_key"]
     insert_stmt, existing_stmt = _statements(target, tuple(values), key is not None)
     new_id = conn.execute(insert_stmt, values).scalar_one_or_none()
@@ -253,19 +244,7 @@ def _committed_sql(table: str, columns: tuple[str, ...], keyed: bool) -> tuple[s
 def store_raw_committed(
     conn: psycopg.Connection,
     table: str | Table,
-    *,
-    source: str,
-    headers: Mapping[str, Any],
-    body: bytes,
-    dedupe_key: str | None,
-    verified: bool,
-    flag: str | None,
-    status: str,
-    event_type: str | None = None,
-    sender: str | None = None,
-    subject: str | None = None,
-    body_size: int | None = None,
-    body_truncated: bool = False,
+    **fields: Unpack[RawFields],
 ) -> RawStoreResult:
     """:func:`store_raw` as ONE autocommit statement on a psycopg connection: the row is
     committed (or found already there) when this returns, in one round trip.
@@ -279,21 +258,7 @@ def store_raw_committed(
     if not conn.autocommit:
         raise ValueError("store_raw_committed needs an autocommit connection")
     target = _table(table)
-    values = _row(
-        target,
-        source=source,
-        headers=headers,
-        body=body,
-        dedupe_key=dedupe_key,
-        verified=verified,
-        flag=flag,
-        status=status,
-        event_type=event_type,
-        sender=sender,
-        subject=subject,
-        body_size=body_size,
-        body_truncated=body_truncated,
-    )
+    values = _row(target, **fields)
     key = values["dedupe_key"]
     values["headers"] = Jsonb(values["headers"])
     sql, lookup = _committed_sql(f"{target.schema}.{target.name}", tuple(values), key is not None)
