@@ -4,9 +4,14 @@ and vault exactly as in sandbox mode (credentials stored, Meetup OAuth run)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from flask import Flask, request
 
 from hub.settings import Settings, environment, load_settings
 from hub.vault import Vault
@@ -66,3 +71,35 @@ def running_sandboxes(state_dir: Path):
     finally:
         for server in (boxes.servers if boxes else servers).values():
             server.stop()
+
+
+class WebhookCollector:
+    """A tiny webhook endpoint on a real port, recording every delivery to ``path``
+    as (headers, raw body); ``wait_for`` blocks until enough have arrived."""
+
+    def __init__(self, path: str = "/hooks/luma", status: int = 200) -> None:
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        self._cond = threading.Condition()
+        app = Flask("webhook-collector")
+
+        @app.post(path)
+        def hook() -> tuple[str, int]:
+            with self._cond:
+                self.deliveries.append((dict(request.headers), request.get_data()))
+                self._cond.notify_all()
+            return "", status
+
+        self.handle = serve_in_thread(app)
+        self.url = f"{self.handle.url}{path}"
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.deliveries) < count:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"got {len(self.deliveries)} of {count} webhooks"
+                self._cond.wait(remaining)
+            return list(self.deliveries)
+
+    def payloads(self) -> list[dict]:
+        return [json.loads(body) for _, body in self.deliveries]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
@@ -13,7 +11,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from flask import Flask, request
 
 from hub.models import Event, PaymentStatus, Platform, RegistrationStatus
 from integrations.base import AuthError, NotFound, RateLimited, ServerError, ValidationFailed
@@ -27,6 +24,7 @@ from integrations.luma import (
 from integrations.sandbox.common import ServerHandle, serve_in_thread
 from integrations.sandbox.credentials import LUMA_API_KEY
 from integrations.sandbox.luma import LumaSandbox, create_app
+from tests.sandboxes import WebhookCollector
 
 T = TypeVar("T")
 
@@ -64,32 +62,6 @@ def make_event(**overrides: Any) -> Event:
     return Event(**values)
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        self._cond = threading.Condition()
-        app = Flask("luma-adapter-receiver")
-
-        @app.post("/hooks/luma")
-        def hook() -> tuple[str, int]:
-            with self._cond:
-                self.deliveries.append((dict(request.headers), request.get_data()))
-                self._cond.notify_all()
-            return "", 200
-
-        self.handle = serve_in_thread(app)
-        self.url = f"{self.handle.url}/hooks/luma"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.deliveries) < count:
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"got {len(self.deliveries)} of {count} webhooks"
-                self._cond.wait(remaining)
-            return list(self.deliveries)
-
-
 @pytest.fixture()
 def server() -> Iterator[ServerHandle]:
     handle = serve_in_thread(create_app(None))
@@ -103,8 +75,8 @@ def sandbox(server: ServerHandle) -> LumaSandbox:
 
 
 @pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
+def receiver() -> Iterator[WebhookCollector]:
+    rec = WebhookCollector()
     yield rec
     rec.handle.stop()
 
@@ -286,7 +258,7 @@ def test_capacity_reached_means_waitlist(server: ServerHandle, sandbox: LumaSand
 
 
 def test_approve_and_decline_change_status_and_fire_guest_updated(
-    server: ServerHandle, sandbox: LumaSandbox, receiver: Receiver
+    server: ServerHandle, sandbox: LumaSandbox, receiver: WebhookCollector
 ) -> None:
     async def setup(a: LumaAdapter) -> tuple[str, dict, dict]:
         event_id = (await a.publish_event(make_event(), 10)).platform_event_id

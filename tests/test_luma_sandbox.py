@@ -9,19 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from flask import Flask, request
 
 from integrations.luma import WEBHOOK_SIGNATURE_HEADER, verify_webhook_signature
 from integrations.sandbox.common import ServerHandle, serve_in_thread
 from integrations.sandbox.credentials import LUMA_API_KEY
 from integrations.sandbox.luma import create_app
+from tests.sandboxes import WebhookCollector
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENT = {
@@ -35,37 +34,6 @@ EVENT = {
     "visibility": "public",
     "require_rsvp_approval": True,
 }
-
-
-class Receiver:
-    """A tiny webhook receiver on a real port, recording every delivery."""
-
-    def __init__(self) -> None:
-        self.deliveries: list[tuple[dict[str, str], bytes]] = []
-        self._cond = threading.Condition()
-        app = Flask("luma-receiver")
-
-        @app.post("/hooks/luma")
-        def hook() -> tuple[str, int]:
-            with self._cond:
-                self.deliveries.append((dict(request.headers), request.get_data()))
-                self._cond.notify_all()
-            return "", 204
-
-        self.handle = serve_in_thread(app)
-        self.url = f"{self.handle.url}/hooks/luma"
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.deliveries) < count:
-                remaining = deadline - time.monotonic()
-                assert remaining > 0, f"got {len(self.deliveries)} of {count} webhooks"
-                self._cond.wait(remaining)
-            return list(self.deliveries)
-
-    def payloads(self) -> list[dict]:
-        return [json.loads(body) for _, body in self.deliveries]
 
 
 @pytest.fixture()
@@ -82,8 +50,8 @@ def api(server: ServerHandle) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture()
-def receiver() -> Iterator[Receiver]:
-    rec = Receiver()
+def receiver() -> Iterator[WebhookCollector]:
+    rec = WebhookCollector(status=204)
     yield rec
     rec.handle.stop()
 
@@ -335,7 +303,7 @@ def test_approval_and_capacity_decide_the_status(api: httpx.Client) -> None:
 
 
 def test_webhooks_are_signed_and_fire_on_registration_and_status(
-    api: httpx.Client, receiver: Receiver
+    api: httpx.Client, receiver: WebhookCollector
 ) -> None:
     created = api.post(
         "/v2/webhooks/create",
@@ -377,7 +345,7 @@ def test_webhooks_are_signed_and_fire_on_registration_and_status(
 
 
 def test_duplicate_and_out_of_order_webhooks(
-    server: ServerHandle, api: httpx.Client, receiver: Receiver
+    server: ServerHandle, api: httpx.Client, receiver: WebhookCollector
 ) -> None:
     api.post("/v2/webhooks/create", json={"url": receiver.url, "event_types": ["*"]})
     event_id = make_event(api)
