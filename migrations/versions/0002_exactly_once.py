@@ -1,0 +1,23 @@
+"""exactly once under faults: publish leases
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-12-02 04:00:00
+
+Reserved for its issue; filled in by the work that needs it (no schema change yet).
+"""
+
+from __future__ import annotations
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -1,0 +1,23 @@
+"""payment e-mails: classification, scores, attachments
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02 04:00:00
+
+Reserved for its issue; filled in by the work that needs it (no schema change yet).
+"""
+
+from __future__ import annotations
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

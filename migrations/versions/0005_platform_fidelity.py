@@ -1,0 +1,23 @@
+"""platform fidelity
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-02 04:00:00
+
+Reserved for its issue; filled in by the work that needs it (no schema change yet).
+"""
+
+from __future__ import annotations
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
