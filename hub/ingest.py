@@ -12,13 +12,9 @@ Idempotency does not rest on the raw table: the same provider event delivered tw
 (two raw rows) meets the unique keys of ``app.registrations`` and ``app.payments`` and
 becomes one registration or payment.
 
-Handlers are a registry keyed by source name (``build_handlers`` makes the standard
-one). Platform reads go through injected fetchers, so this module imports no adapter:
-
-* ``eventbrite``: ``fetch(api_url) -> list[PlatformRegistration]`` (e.g.
-  ``EventbriteAdapter.fetch_api_url``);
-* ``luma``: ``fetch(event_id, guest_id) -> PlatformRegistration`` (e.g.
-  ``LumaAdapter.get_registration``).
+Handlers are a registry keyed by source name, passed in by the caller
+(``integrations.ingest_handlers.build_handlers`` makes the standard one); they know the
+wire formats, this module knows only the queue and imports no adapter.
 
 Fetchers may be sync or async. Async ones all run on one long-lived event loop in a
 daemon thread of this process, so an adapter (and its ``httpx.AsyncClient``) can be built
@@ -38,19 +34,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
-from uuid import UUID
 
 import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
-from hub.models import PlatformRegistration
-from hub.payments import PaymentIn, match_payment, record_payment
-from hub.registrations import upsert_registrations
-from integrations.base import AdapterError, RateLimited, ValidationFailed
-from integrations.email_parsing import decode_inbound, parse_inbound
+from hub.errors import AdapterError, RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -344,237 +334,3 @@ def _finish(
             "id": row.id,
         },
     )
-
-
-# --------------------------------------------------------------------------- handlers
-
-EventbriteFetch = Callable[[str], Any]  # api_url -> list[PlatformRegistration] (maybe async)
-LumaFetch = Callable[[str, str], Any]  # (event_id, guest_id) -> PlatformRegistration
-
-_EVENTBRITE_PLACEHOLDER = "{api-endpoint-to-fetch-object-details}"
-
-
-class EventbriteHandler:
-    """Eventbrite deliveries carry only ``api_url``: read it back with our token.
-
-    ``allowed_hosts`` (e.g. {"www.eventbriteapi.com"}) refuses a foreign host before any
-    fetch; without it the fetcher's own check (``ValidationFailed(code="FOREIGN_HOST")``)
-    is relied on. Both end as 'ignored'.
-    """
-
-    def __init__(self, fetch: EventbriteFetch, *, allowed_hosts: Collection[str] | None = None):
-        self.fetch = fetch
-        self.allowed_hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
-
-    def __call__(self, ctx: HandlerContext) -> None:
-        payload = ctx.row.json()
-        config = payload.get("config") or {}
-        action = (
-            config.get("action") or ctx.row.event_type or ctx.row.header("X-Eventbrite-Event")
-        ) or ""
-        api_url = payload.get("api_url") or ""
-        if action == "test" or _EVENTBRITE_PLACEHOLDER in api_url:
-            raise Ignore("TEST_PING: Eventbrite test delivery")
-        if not action.startswith(("order.", "attendee.")):
-            raise Ignore(f"NOT_A_REGISTRATION: action {action or '(none)'}")
-        parts = urlsplit(api_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"api_url is not a URL: {api_url[:100]!r}")
-        if self.allowed_hosts is not None and parts.hostname.lower() not in self.allowed_hosts:
-            raise Ignore(f"FOREIGN_HOST: {parts.hostname}")
-        try:
-            registrations = ctx.run(self.fetch(api_url))
-        except ValidationFailed as exc:
-            if exc.code == "FOREIGN_HOST":
-                raise Ignore(f"FOREIGN_HOST: {parts.hostname}") from exc
-            raise
-        _upsert_or_ignore(ctx, list(registrations), f"{ctx.reason} {action}")
-
-
-class LumaHandler:
-    """Luma webhooks are re-read through the API: the payload's status is not trusted."""
-
-    def __init__(self, fetch: LumaFetch):
-        self.fetch = fetch
-
-    def __call__(self, ctx: HandlerContext) -> None:
-        payload = ctx.row.json()
-        kind = payload.get("type") or ctx.row.event_type or ""
-        if kind and not kind.startswith(("guest.", "ticket.")):
-            raise Ignore(f"NOT_A_REGISTRATION: type {kind}")
-        data = payload.get("data") or {}
-        guest = data.get("guest") if isinstance(data.get("guest"), dict) else {}
-        event = data.get("event") if isinstance(data.get("event"), dict) else {}
-        guest_ids = [data.get("api_id"), guest.get("api_id"), data.get("id"), guest.get("id")]
-        guest_ids += [data.get("guest_id")]
-        guest_id = next((g for g in guest_ids if isinstance(g, str) and g.startswith("gst-")), None)
-        guest_id = guest_id or next((g for g in guest_ids if g), None)
-        event_id = (
-            event.get("api_id")
-            or event.get("id")
-            or data.get("event_api_id")
-            or data.get("event_id")
-            or guest.get("event_api_id")
-        )
-        if not guest_id or not event_id:
-            raise ValueError("Luma payload names no guest or no event id")
-        registration = ctx.run(self.fetch(str(event_id), str(guest_id)))
-        _upsert_or_ignore(ctx, [registration], f"{ctx.reason} {kind}".strip())
-
-
-def _upsert_or_ignore(
-    ctx: HandlerContext, registrations: list[PlatformRegistration], reason: str
-) -> None:
-    counts = upsert_registrations(ctx.conn, registrations, actor=ctx.actor, reason=reason)
-    if registrations and counts.unknown_event == len(registrations):
-        ids = sorted({r.platform_event_id for r in registrations})
-        raise Ignore(f"UNKNOWN_EVENT: no hub event for {ctx.row.source} event {', '.join(ids)}")
-
-
-# -- Stripe
-
-
-def _ref_from(obj: Mapping[str, Any]) -> str | None:
-    metadata = obj.get("metadata") or {}
-    for value in (
-        obj.get("client_reference_id"),
-        metadata.get("registration_ref"),
-        metadata.get("order_ref"),
-        metadata.get("ref"),
-    ):
-        if value:
-            return str(value)
-    return None
-
-
-def _event_id_from(obj: Mapping[str, Any]) -> UUID | None:
-    value = (obj.get("metadata") or {}).get("event_id")
-    try:
-        return UUID(str(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _stamp(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) else None
-
-
-def handle_stripe(ctx: HandlerContext) -> None:
-    """Stripe events -> payments (deduped on the PaymentIntent) -> matching."""
-    event = ctx.row.json()
-    kind = event.get("type") or ctx.row.event_type or ""
-    obj = (event.get("data") or {}).get("object") or {}
-    paid_at = _stamp(event.get("created"))
-    if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
-        if obj.get("payment_status") != "paid":
-            raise Ignore(f"UNPAID: {kind} with payment_status={obj.get('payment_status')}")
-        details = obj.get("customer_details") or {}
-        payment = PaymentIn(
-            provider="stripe",
-            provider_payment_id=obj.get("payment_intent") or obj["id"],
-            amount_minor=int(obj.get("amount_total") or 0),
-            currency=obj.get("currency") or "try",
-            payer_email=details.get("email") or obj.get("customer_email"),
-            payer_name=details.get("name"),
-            reference=_ref_from(obj),
-            event_id=_event_id_from(obj),
-            paid_at=paid_at,
-        )
-    elif kind == "payment_intent.succeeded":
-        payment = PaymentIn(
-            provider="stripe",
-            provider_payment_id=obj["id"],
-            amount_minor=int(obj.get("amount_received") or obj.get("amount") or 0),
-            currency=obj.get("currency") or "try",
-            payer_email=obj.get("receipt_email"),
-            reference=_ref_from(obj),
-            event_id=_event_id_from(obj),
-            paid_at=paid_at,
-        )
-    elif kind == "charge.refunded":
-        billing = obj.get("billing_details") or {}
-        payment = PaymentIn(
-            provider="stripe",
-            provider_payment_id=obj.get("payment_intent") or obj["id"],
-            kind="refund",
-            amount_minor=int(obj.get("amount_refunded") or 0),
-            currency=obj.get("currency") or "try",
-            payer_email=billing.get("email") or obj.get("receipt_email"),
-            payer_name=billing.get("name"),
-            reference=_ref_from(obj),
-            event_id=_event_id_from(obj),
-            paid_at=paid_at,
-        )
-    else:
-        raise Ignore(f"NOT_HANDLED: stripe event type {kind or '(none)'}")
-    payment = payment.model_copy(
-        update={"source_table": f"raw.{ctx.row.table}", "source_id": ctx.row.id, "raw": event}
-    )
-    payment_id, _created = record_payment(ctx.conn, payment)
-    match_payment(ctx.conn, payment_id, actor=ctx.actor)
-
-
-# -- inbound e-mail
-
-
-def handle_inbound_email(ctx: HandlerContext) -> None:
-    """A forwarded "payment received" mail (SendGrid or Mailgun) -> payment -> matching."""
-    message = decode_inbound(ctx.row.body, ctx.row.headers, source=ctx.row.source)
-    parsed = parse_inbound(message)
-    if parsed is None:
-        raise Ignore("NO_PAYMENT: no incoming payment found in the e-mail")
-    payment = PaymentIn(
-        provider="email",
-        provider_payment_id=message.stable_id(),
-        amount_minor=parsed.amount_minor,
-        currency=parsed.currency,
-        payer_name=parsed.payer_name,
-        reference=parsed.reference,
-        paid_at=parsed.paid_at or ctx.row.received_at,
-        source_table=f"raw.{ctx.row.table}",
-        source_id=ctx.row.id,
-        raw={
-            "parsed": parsed.model_dump(mode="json"),
-            "subject": message.subject,
-            "sender": message.sender,
-        },
-    )
-    payment_id, _created = record_payment(ctx.conn, payment)
-    match_payment(ctx.conn, payment_id, actor=ctx.actor)
-
-
-# -- delivery statuses
-
-
-def handle_delivery_status(ctx: HandlerContext) -> None:
-    """WhatsApp / Netgsm delivery reports: acknowledged here, stored by a later issue."""
-
-
-# --------------------------------------------------------------------------- registry
-
-
-def build_handlers(
-    fetchers: Mapping[str, Any] | None = None,
-    *,
-    eventbrite_hosts: Collection[str] | None = None,
-) -> dict[str, Handler]:
-    """The standard handler registry.
-
-    ``fetchers`` maps 'eventbrite' and 'luma' to a fetch callable or to an adapter
-    (``fetch_api_url`` / ``get_registration`` are used). A platform without a fetcher
-    gets no handler, so its rows wait untouched.
-    """
-    fetchers = fetchers or {}
-    handlers: dict[str, Handler] = {
-        "stripe": handle_stripe,
-        "sendgrid": handle_inbound_email,
-        "mailgun": handle_inbound_email,
-        "whatsapp": handle_delivery_status,
-        "netgsm": handle_delivery_status,
-    }
-    if (eventbrite := fetchers.get("eventbrite")) is not None:
-        fetch = getattr(eventbrite, "fetch_api_url", eventbrite)
-        handlers["eventbrite"] = EventbriteHandler(fetch, allowed_hosts=eventbrite_hosts)
-    if (luma := fetchers.get("luma")) is not None:
-        handlers["luma"] = LumaHandler(getattr(luma, "get_registration", luma))
-    return handlers

@@ -15,9 +15,10 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.db import get_engine, inbound_emails, payments, registrations, transaction
-from hub.ingest import build_handlers, process_pending
+from hub.ingest import process_pending
 from hub.registrations import upsert_registrations
 from hub.settings import load_settings
+from integrations.ingest_handlers import build_handlers
 from integrations.sandbox.common import serve_in_thread
 from tests.domain_world import make_event, reg
 from webhook_receiver.app import create_app

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 
 from hub.db import get_engine, registrations, transaction, webhook_events
 from hub.events import create_event, parse_spec
-from hub.ingest import build_handlers, process_pending
+from hub.ingest import process_pending
 from hub.vault import Vault
 from integrations.factory import build_adapter
+from integrations.ingest_handlers import build_handlers
 from integrations.sandbox.common import serve_in_thread
 from orchestration.syndication.publisher import sync_event
 from tests.sandboxes import running_sandboxes

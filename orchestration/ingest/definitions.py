@@ -28,13 +28,15 @@ from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from sqlalchemy import func, or_, select
 
 from hub.db import inbound_emails, webhook_events
-from hub.ingest import build_handlers, process_pending
+from hub.ingest import process_pending
 from hub.settings import get_settings
+from integrations.ingest_handlers import build_handlers
 from orchestration.resources import HubDatabase, PlatformAdapters
 
 RAW_TABLES = (webhook_events, inbound_emails)
 # Sources hub.ingest has handlers for; rows of any other source are never due.
-HANDLED_SOURCES = ("eventbrite", "luma", "stripe", "sendgrid", "mailgun", "whatsapp", "netgsm")
+# WhatsApp/Netgsm delivery reports wait, unprocessed, for the messaging issue's table.
+HANDLED_SOURCES = ("eventbrite", "luma", "stripe", "sendgrid", "mailgun")
 MAX_BATCHES = 50
 BATCH_SIZE = 200
 
