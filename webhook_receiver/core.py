@@ -171,7 +171,10 @@ def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = Non
     """Read the body (capped); an oversize body is kept truncated and answered 413."""
     g.source = source
     limit = settings().receiver_max_body_bytes
-    body = read_body(request.stream, request.content_length, limit)
+    if table == INBOUND:  # mail with attachments: tens of MiB, parts spooled to the file store
+        limit, body, extra_headers = _inbound_body(extra_headers)
+    else:
+        body = read_body(request.stream, request.content_length, limit)
     delivery = Delivery(source, table, body, request_headers(extra_headers))
     if body.truncated:
         reject(
@@ -183,6 +186,24 @@ def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = Non
             flag="oversize",
         )
     return delivery
+
+
+def _inbound_body(
+    extra_headers: dict[str, str] | None,
+) -> tuple[int, Body, dict[str, str] | None]:
+    """Inbound e-mail keeps its own, larger limit (integrations.inbound_email); a large
+    multipart body's attachments go to hub.files and the row keeps the text fields."""
+    from hub.files import file_store
+    from integrations.inbound_email import INBOUND_MAX_BODY_BYTES, read_inbound_body
+
+    spooled = read_inbound_body(
+        request.stream, request.content_length, request.content_type, file_store(settings())
+    )
+    headers = dict(extra_headers or {})
+    if spooled.body_file is not None:
+        headers[":body-file"] = spooled.body_file.ref()
+    body = Body(spooled.data, spooled.size, spooled.truncated)
+    return INBOUND_MAX_BODY_BYTES, body, headers or None
 
 
 def keep(
