@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args],
+        [sys.executable, "-m", "hub_cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

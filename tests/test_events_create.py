@@ -106,7 +106,7 @@ def test_update_bumps_version_only_when_platforms_must_know(clean_db, tmp_path):
 
 def _hub(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hub.cli", *args],
+        [sys.executable, "-m", "hub_cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -135,7 +135,7 @@ def test_cli_unreachable_database_names_the_server(tmp_path):
 
     env = {**os.environ, "HUB_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nope"}
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "events", "list"],
+        [sys.executable, "-m", "hub_cli", "events", "list"],
         env=env,
         capture_output=True,
         text=True,
@@ -152,7 +152,7 @@ def test_cli_bad_setting_names_the_variable():
 
     env = {**os.environ, "HUB_MODE": "production", "HUB_REDIS_URL": "http://x"}
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "events", "list"],
+        [sys.executable, "-m", "hub_cli", "events", "list"],
         env=env,
         capture_output=True,
         text=True,

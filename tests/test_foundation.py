@@ -78,7 +78,7 @@ def test_embedded_servers_are_shared_between_processes(tmp_path):
     data_dir = tmp_path / "d"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env["HUB_DATA_DIR"] = str(data_dir)
-    hub = [sys.executable, "-m", "hub.cli", "services"]
+    hub = [sys.executable, "-m", "hub_cli", "services"]
     try:
         first = subprocess.run(
             [*hub, "up"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT

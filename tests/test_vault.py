@@ -115,7 +115,7 @@ def test_cli_set_and_list_never_print_the_secret(clean_db, vault_settings):
         [
             sys.executable,
             "-m",
-            "hub.cli",
+            "hub_cli",
             "integrations",
             "set",
             "luma",
@@ -129,7 +129,7 @@ def test_cli_set_and_list_never_print_the_secret(clean_db, vault_settings):
     )
     assert result.returncode == 0, result.stderr
     listing = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "integrations", "list"],
+        [sys.executable, "-m", "hub_cli", "integrations", "list"],
         capture_output=True,
         text=True,
         env=env,
