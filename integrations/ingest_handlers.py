@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from hub.errors import ValidationFailed
+from hub.errors import NotFound, ValidationFailed
 from hub.ingest import Handler, HandlerContext, Ignore
 from hub.models import PlatformRegistration
 from hub.payments import PaymentIn, match_payment, record_payment
@@ -69,7 +69,11 @@ class EventbriteHandler:
 
 
 class LumaHandler:
-    """Luma webhooks are re-read through the API: the payload's status is not trusted."""
+    """Luma deliveries are unverified hints (Luma documents no signature scheme): the ids
+    in the payload are used only to re-read the guest through the API, and what the API
+    returns is stored; nothing else in the payload (status, name, e-mail) is read. A hint
+    naming a guest the API does not have (forged, or a guest of another event) is ignored
+    and creates nothing."""
 
     def __init__(self, fetch: LumaFetch):
         self.fetch = fetch
@@ -95,7 +99,12 @@ class LumaHandler:
         )
         if not guest_id or not event_id:
             raise ValueError("Luma payload names no guest or no event id")
-        registration = ctx.run(self.fetch(str(event_id), str(guest_id)))
+        try:
+            registration = ctx.run(self.fetch(str(event_id), str(guest_id)))
+        except NotFound as exc:
+            raise Ignore(
+                f"NOT_ON_PLATFORM: Luma has no guest {guest_id} in event {event_id}"
+            ) from exc
         _upsert_or_ignore(ctx, [registration], f"{ctx.reason} {kind}".strip())
 
 

@@ -198,16 +198,11 @@ def verify_whatsapp_signature(app_secret: str, body: bytes, header_value: str | 
 
 
 # --------------------------------------------------------------------------- Luma
-
-try:  # the Luma adapter owns its wire format; this fallback has the same contract
-    from integrations.luma import verify_webhook_signature as verify_luma_signature
-except ImportError:  # pragma: no cover - only until integrations/luma.py exposes it
-
-    def verify_luma_signature(secret: str, body: bytes, header_value: str | None) -> bool:
-        """``x-luma-signature`` = hex HMAC-SHA256(secret, raw body) (unconfirmed guess)."""
-        if not secret or not header_value:
-            return False
-        given = header_value.strip().lower()
-        if given.startswith("sha256="):
-            given = given[len("sha256=") :]
-        return hmac.compare_digest(hmac_sha256_hex(secret, body).encode(), given.encode())
+#
+# No Luma verifier on purpose. Luma returns a webhook ``secret`` but documents no header
+# and no algorithm (CONTRACTS.md Part 1 Uncertain #6; neither OpenAPI document in
+# contracts/ names one). Checking a guessed scheme would reject genuine live deliveries
+# and prove nothing, so a Luma delivery is an unverified hint: the receiver keeps it and
+# the ingest re-reads the guest through Luma's API before anything acts on it
+# (integrations.ingest_handlers.LumaHandler). Add a verifier here only when Luma
+# documents a scheme.

@@ -20,7 +20,6 @@ from integrations.inbound_email import (
 from integrations.webhook_signatures import (
     PayloadError,
     WebhookVerificationError,
-    verify_luma_signature,
     verify_mailgun,
     verify_stripe_event,
     verify_whatsapp_signature,
@@ -89,14 +88,12 @@ def test_mailgun_verification(redis_client, hub_settings):
         assert err.value.reason == reason
 
 
-def test_whatsapp_and_luma_signatures():
+def test_whatsapp_signatures():
     body = b'{"object":"whatsapp_business_account"}'
     assert verify_whatsapp_signature("s", body, hub_signature("s", body))
     assert not verify_whatsapp_signature("s", body, hub_signature("t", body))
     assert not verify_whatsapp_signature("s", body, hub_signature("s", body)[7:])
     assert not verify_whatsapp_signature("s", body, None)
-    assert verify_luma_signature("s", body, hub_signature("s", body)[7:])
-    assert not verify_luma_signature("s", body + b" ", hub_signature("s", body)[7:])
 
 
 @pytest.mark.parametrize("charset", ["windows-1254", "iso-8859-9"])

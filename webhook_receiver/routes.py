@@ -31,7 +31,6 @@ from integrations.webhook_signatures import (
     PayloadError,
     WebhookVerificationError,
     constant_time_equals,
-    verify_luma_signature,
     verify_mailgun,
     verify_stripe_event,
     verify_whatsapp_signature,
@@ -50,7 +49,6 @@ from webhook_receiver.core import (
     redis_client,
     reject,
     settings,
-    webhook_secret,
 )
 
 bp = Blueprint("receiver", __name__)
@@ -189,24 +187,17 @@ def eventbrite() -> ResponseReturnValue:
 
 @bp.post("/webhooks/luma")
 def luma() -> ResponseReturnValue:
-    """Luma ``{type, data}``. Dedupe: ``sha256:<hex of the raw body>`` (Luma sends no
-    delivery id, so only byte-identical redeliveries collapse).
+    """Luma ``{type, data}``, kept as an unverified hint. Dedupe: ``sha256:<hex of the raw
+    body>`` (Luma sends no delivery id, so only byte-identical redeliveries collapse).
 
-    With a secret (``HUB_LUMA_WEBHOOK_SECRET``, or the one Luma returned at webhook
-    registration, kept in the vault), ``x-luma-signature`` must match (else 401,
-    kept flagged); without it the row is still accepted for ingest (``verified=true``,
-    pseudo-header ``:auth = none`` instead of ``x-luma-signature``), because the ingest
-    re-reads the guest from Luma's API either way and never trusts the body.
+    Luma documents a webhook secret but no signature header or algorithm, so nothing is
+    checked and no secret (settings or vault) is read: any header is ignored. The row is
+    accepted for ingest (``verified=true`` means accepted, as for Eventbrite's unsigned
+    hints; ``:auth = none``) and nothing in the body is trusted: the ingest uses the guest
+    and event ids only to re-read the guest through Luma's API, and a hint naming a guest
+    the API does not have creates nothing.
     """
     delivery = begin("luma", WEBHOOKS)
-    secret = webhook_secret("luma_webhook_secret", "luma_webhook")
-    auth = "none"
-    if secret:
-        if not verify_luma_signature(
-            secret, delivery.body.data, request.headers.get("x-luma-signature")
-        ):
-            _bad_signature(delivery, "x-luma-signature does not match the body")
-        auth = "x-luma-signature"
     data = json_object(delivery)
     event_type = data.get("type")
     if not isinstance(event_type, str) or not event_type:
@@ -215,7 +206,7 @@ def luma() -> ResponseReturnValue:
         malformed(delivery, "data", "data is missing or not an object", event_type=event_type)
     return accept(
         delivery,
-        auth=auth,
+        auth="none",
         dedupe_key=f"sha256:{sha256_hex(delivery.body.data)}",
         event_type=event_type,
     )
