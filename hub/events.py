@@ -24,21 +24,6 @@ from hub import audit
 from hub.db import event_channels, events
 from hub.models import CURRENCY_EXPONENTS, Event, EventSpec, Platform
 
-# Fields whose change the platforms must see (an update is pushed when one changes).
-SYNDICATED_FIELDS = (
-    "title",
-    "description",
-    "starts_at",
-    "ends_at",
-    "timezone",
-    "venue_name",
-    "venue_address",
-    "online_url",
-    "total_capacity",
-    "price_minor",
-    "currency",
-)
-
 
 class EventInputError(ValueError):
     """Invalid event input; ``field`` names the offending field."""
@@ -140,13 +125,6 @@ def get_event(conn: Connection, event_id: uuid.UUID | str) -> Event:
         )
     ).all()
     return Event.model_validate({**row, "allocations": {p: a for p, a in channels}})
-
-
-def get_event_by_slug(conn: Connection, slug: str) -> Event:
-    event_id = conn.scalar(select(events.c.id).where(events.c.slug == slug))
-    if event_id is None:
-        raise LookupError(f"no event with slug {slug!r}")
-    return get_event(conn, event_id)
 
 
 def list_events(conn: Connection) -> list[Event]:
