@@ -100,12 +100,19 @@ event_channels = Table(
     Column("raw_response", JSONB),
     _ts("synced_at", nullable=True),
     _ts("created_at", default=True),
+    # 0002: the publish lease (who holds the platform call, until when) and the back-off
+    Column("lease_owner", Text),
+    _ts("lease_expires_at", nullable=True),
+    _ts("next_attempt_at", nullable=True),
     UniqueConstraint("event_id", "platform", name="uq_event_channels_event_platform"),
     UniqueConstraint("platform", "platform_event_id", name="uq_event_channels_platform_id"),
     CheckConstraint("allocation is null or allocation >= 0", name="ck_event_channels_allocation"),
     CheckConstraint(
         "status in ('pending','publishing','published','failed','closed')",
         name="ck_event_channels_status",
+    ),
+    CheckConstraint(
+        "(lease_owner is null) = (lease_expires_at is null)", name="ck_event_channels_lease"
     ),
     schema="app",
 )

@@ -7,10 +7,12 @@ between sandbox and live mode.
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
@@ -43,6 +45,7 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "ReconnectRequired",
+    "RetryBudget",
     "ServerError",
     "Unsupported",
     "ValidationFailed",
@@ -192,8 +195,10 @@ class ChannelAdapter(ABC):
         raise Unsupported(self.platform.value, "anonymizing registrations is not supported")
 
     # -- shared HTTP -----------------------------------------------------------
-    # A 429 means the platform refused the request, so replaying it is always safe: the
-    # shared sender waits out Retry-After (bounded) before the caller ever sees it.
+    # A 429 means the platform refused the request, so replaying it is always safe. Called
+    # directly, the shared sender waits out Retry-After (bounded) before the caller ever
+    # sees it; under ``with_retries`` it returns the 429 at once and the retry layer waits,
+    # from the call's one budget (see "retries" below), so the waits never multiply.
     rate_limit_retries: int = 6
     rate_limit_max_wait: float = 60.0
 
@@ -201,7 +206,8 @@ class ChannelAdapter(ABC):
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
         """One request; transport failures become ServerError (retryable), and a 429 is
-        retried here after its Retry-After (up to ``rate_limit_retries`` times)."""
+        retried here after its Retry-After (up to ``rate_limit_retries`` times) unless a
+        retry layer (``with_retries``) is in charge."""
         import asyncio
 
         waited = 0.0
@@ -214,7 +220,11 @@ class ChannelAdapter(ABC):
                 raise ServerError(
                     self.platform.value, f"cannot reach {_path(url)}: {type(exc).__name__}"
                 ) from exc
-            if response.status_code != 429 or attempt == self.rate_limit_retries:
+            if (
+                response.status_code != 429
+                or attempt == self.rate_limit_retries
+                or inside_retry_layer()
+            ):
                 return response
             delay = parse_retry_after(response.headers.get("Retry-After"), 1.0) or 0.5
             if waited + delay > self.rate_limit_max_wait:
@@ -280,35 +290,86 @@ def _short(response: httpx.Response, limit: int = 300) -> str:
 
 
 # --------------------------------------------------------------------------- retries
+#
+# One retry layer. A platform call made through ``with_retries`` spends at most its
+# ``RetryBudget``: ``attempts`` tries and ``seconds`` of wall time, the waits included.
+# Inside it the shared sender does not wait out 429s itself (the 429 surfaces as
+# RateLimited and its Retry-After is waited here, from the same budget), so the two never
+# multiply. A Retry-After longer than what is left ends the call at once: the caller
+# reads ``retry_after`` on the raised error as the earliest time of its next try.
+# Outside ``with_retries`` (a single direct call) the sender still waits a 429 out,
+# bounded by ``rate_limit_retries`` and ``rate_limit_max_wait``.
+
+_INSIDE_RETRY_LAYER: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "hub_inside_retry_layer", default=False
+)
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """What one platform call may spend: ``attempts`` tries within ``seconds`` (waits
+    included), exponential back-off from ``base_delay`` capped at ``max_delay``."""
+
+    attempts: int = 5
+    seconds: float = 300.0
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.seconds <= 0:
+            raise ValueError("a retry budget needs at least one attempt and some time")
+
+    def backoff(self, attempt: int) -> float:
+        """The jittered wait after failed try number ``attempt`` (1-based)."""
+        import random
+
+        delay = min(self.base_delay * 2 ** (attempt - 1), self.max_delay)
+        return delay * (0.5 + random.random() / 2)
+
+
+def inside_retry_layer() -> bool:
+    """True while a call runs under ``with_retries`` (the sender then leaves 429s to it)."""
+    return _INSIDE_RETRY_LAYER.get()
 
 
 async def with_retries(
     call: Callable[[], Awaitable[Any]],
     *,
+    budget: RetryBudget | None = None,
     attempts: int = 5,
     base_delay: float = 0.5,
     max_delay: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     on_retry: Callable[[int, AdapterError, float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Any:
-    """Run ``call`` with exponential backoff on retryable errors, honouring Retry-After."""
+    """Run ``call`` with exponential back-off on retryable errors, within ``budget``
+    (built from ``attempts``/``base_delay``/``max_delay`` when not given), honouring
+    Retry-After. The last error is raised when the budget is spent; a RateLimited whose
+    Retry-After does not fit in what is left is raised at once."""
     import asyncio
-    import random
 
+    budget = budget or RetryBudget(attempts=attempts, base_delay=base_delay, max_delay=max_delay)
     sleep = sleep or asyncio.sleep
-    for attempt in range(1, attempts + 1):
+    deadline = clock() + budget.seconds
+    for attempt in range(1, budget.attempts + 1):
+        token = _INSIDE_RETRY_LAYER.set(True)
         try:
             return await call()
         except AdapterError as exc:
-            if not exc.retryable or attempt == attempts:
+            if not exc.retryable or attempt == budget.attempts:
                 raise
-            delay = min(base_delay * 2 ** (attempt - 1), max_delay)
-            delay = delay * (0.5 + random.random() / 2)
-            if isinstance(exc, RateLimited) and exc.retry_after is not None:
-                delay = max(delay, exc.retry_after)
+            delay = budget.backoff(attempt)
+            retry_after = getattr(exc, "retry_after", None)
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            if clock() + delay > deadline:
+                raise
             if on_retry:
                 on_retry(attempt, exc, delay)
             await sleep(delay)
+        finally:
+            _INSIDE_RETRY_LAYER.reset(token)
     raise AssertionError("unreachable")
 
 
