@@ -1,22 +1,17 @@
-"""Forwarded "payment received" e-mails: decode what the inbound hooks stored, then parse.
+"""Decode what the inbound hooks stored into an :class:`InboundEmail` (pure, no database).
 
-Two steps, both pure (no database):
+``decode_inbound(body, headers, files=...)`` understands SendGrid Inbound Parse
+(multipart/form-data with a ``charsets`` JSON field, or raw mode with an ``email``
+field), Mailgun routes (urlencoded or multipart with ``body-plain``, ``message-headers``,
+optional ``body-mime``) and a bare RFC 822 message. Turkish mail comes as windows-1254 or
+iso-8859-9 as often as UTF-8, so each field is decoded with its declared charset.
 
-* ``decode_inbound(body, headers)`` turns a stored raw inbound row (the request body
-  bytes plus the request headers JSON) into an ``InboundEmail``. It understands SendGrid
-  Inbound Parse (multipart/form-data with a ``charsets`` JSON field, or raw mode with an
-  ``email`` field), Mailgun routes (urlencoded or multipart with ``body-plain``,
-  ``message-headers``, optional ``body-mime``) and a bare RFC 822 message. Turkish mail
-  comes as windows-1254 or iso-8859-9 as often as UTF-8, so each field is decoded with
-  its declared charset and falls back sensibly.
-* ``parse_payment_email(text, ...)`` finds the amount (Turkish formats: ``1.250,00 TL``,
-  ``₺1.250,00``, ``TL 1.250,00``, ``1250 TL``, ``250,50 TRY``), the payer's name
-  (``GONDEREN AD``, ``Gönderen :``, ``Gelen Transfer, <AD SOYAD>``, ``... tarafından``;
-  never ``ALICI``), the description/ref (``Açıklama :``, ``REG-123`` anywhere) and the
-  date. Turkish words are matched with explicit letter classes (``[ıİiI]``...), never by
-  lowercasing (``"İ".lower()`` is two code points), so SMS-style text without Turkish
-  letters (``tutarinda``) matches too. No authentic bank mail was available
-  (CONTRACTS.md §5): the label lists are the place to tune on real samples.
+Both the text and the HTML part are kept (the parser reads both). A message forwarded as
+an attachment (``message/rfc822``, a ``.eml`` file part) becomes an entry of
+``forwarded``, decoded the same way, in every delivery format. Large parts that the
+receiver spooled to the file store (``X-Hub-Stored-File``) are read back through
+``files`` (``hub.files.LocalFileStore.read``) when they are needed: forwarded messages
+and SendGrid's raw ``email`` field; other attachments are listed with their checksum.
 """
 
 from __future__ import annotations
@@ -27,35 +22,29 @@ import email.parser
 import email.policy
 import email.utils
 import hashlib
-import html as html_lib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import Message
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
-from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field
+from integrations.email_parsing.text import html_to_text
+from integrations.inbound_email import STORED_FILE_HEADER, stored_file_ref
 
-from hub.members import name_key
-
-ISTANBUL = ZoneInfo("Europe/Istanbul")
-
-# --------------------------------------------------------------------------- models
+FileReader = Callable[[str], bytes]
+MAX_FORWARD_DEPTH = 3
 
 
-class ParsedPayment(BaseModel):
-    amount_minor: int = Field(ge=0)
-    currency: str
-    payer_name: str | None = None
-    reference: str | None = None
-    paid_at: datetime | None = None
-    confidence: float = Field(ge=0, le=1)
-    raw_excerpt: str
+@dataclass(frozen=True)
+class Attachment:
+    filename: str | None
+    content_type: str
+    size: int
+    sha256: str
 
 
 @dataclass
@@ -70,6 +59,9 @@ class InboundEmail:
     message_id: str | None = None
     date: datetime | None = None
     fields: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: list[Attachment] = field(default_factory=list)
+    forwarded: list[InboundEmail] = field(default_factory=list)
 
     @property
     def body_text(self) -> str:
@@ -79,7 +71,7 @@ class InboundEmail:
         return html_to_text(self.html or "")
 
     def stable_id(self) -> str:
-        """A dedupe key: the Message-ID when there is one, else the body's hash."""
+        """A dedupe key of the delivery: the Message-ID, else the body's hash."""
         if self.message_id:
             basis = "mid:" + self.message_id.strip().strip("<>").lower()
         else:
@@ -87,7 +79,7 @@ class InboundEmail:
         return hashlib.sha256(basis.encode("utf-8")).hexdigest()[:40]
 
 
-# --------------------------------------------------------------------------- decoding
+# --------------------------------------------------------------------------- charsets
 
 _CHARSET_ALIASES = {
     "windows-1254": "cp1254",
@@ -105,7 +97,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
     for name in (charset, "utf-8", "cp1254"):
         if not name:
             continue
-        name = _CHARSET_ALIASES.get(name.strip().lower(), name.strip().lower())
+        name = _CHARSET_ALIASES.get(name.strip().strip('"').lower(), name.strip().lower())
         if name in tried:
             continue
         tried.append(name)
@@ -128,11 +120,23 @@ def _header(headers: Mapping[str, Any] | list | None, name: str) -> str | None:
     return None
 
 
-def _form_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, str | None]]:
-    """multipart/form-data -> {field name: (bytes, part charset)} via the stdlib parser."""
+# --------------------------------------------------------------------------- form bodies
+
+
+@dataclass
+class _Part:
+    data: bytes
+    charset: str | None
+    filename: str | None = None
+    content_type: str = "text/plain"
+    stored: str | None = None  # sha256 in the file store (spooled by the receiver)
+
+
+def _form_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
+    """multipart/form-data -> {field name: part} via the stdlib parser."""
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
     message = email.message_from_bytes(head + body, policy=email.policy.compat32)
-    fields: dict[str, tuple[bytes, str | None]] = {}
+    parts: dict[str, _Part] = {}
     if not message.is_multipart():
         raise ValueError("multipart body without parts (boundary missing or wrong)")
     for part in message.get_payload():
@@ -144,28 +148,53 @@ def _form_multipart(body: bytes, content_type: str) -> dict[str, tuple[bytes, st
         payload = part.get_payload(decode=True)
         if payload is None:
             continue
-        fields.setdefault(str(name), (payload, part.get_content_charset()))
-    return fields
+        filename = part.get_filename()
+        parts.setdefault(
+            str(name),
+            _Part(
+                payload,
+                part.get_content_charset(),
+                _decode_header(filename) if filename else None,
+                part.get_content_type(),
+                stored_file_ref(part) if part.get(STORED_FILE_HEADER) else None,
+            ),
+        )
+    return parts
 
 
-def _form_urlencoded(body: bytes) -> dict[str, tuple[bytes, str | None]]:
+def _form_urlencoded(body: bytes) -> dict[str, _Part]:
     """Fields of an urlencoded body as raw bytes (decoded later by charset).
 
     Split by hand: ``parse_qsl`` on bytes re-encodes each value as ASCII and fails on
     the UTF-8 Turkish names Mailgun forwards ("ZÖHREHAN").
     """
-    fields: dict[str, tuple[bytes, str | None]] = {}
+    parts: dict[str, _Part] = {}
     for pair in body.split(b"&"):
         if not pair:
             continue
         key, _, value = pair.partition(b"=")
         name = unquote_to_bytes(key.replace(b"+", b" ")).decode("utf-8", errors="replace")
-        fields.setdefault(name, (unquote_to_bytes(value.replace(b"+", b" ")), None))
-    return fields
+        parts.setdefault(name, _Part(unquote_to_bytes(value.replace(b"+", b" ")), None))
+    return parts
+
+
+def _part_bytes(part: _Part, files: FileReader | None) -> bytes | None:
+    if part.stored is None:
+        return part.data
+    if files is None:
+        return None
+    return files(part.stored)
+
+
+_ATTACHMENT_FIELD = re.compile(r"^attachment-?\d+$")
 
 
 def decode_inbound(
-    body: bytes, headers: Mapping[str, Any] | list | None, *, source: str | None = None
+    body: bytes,
+    headers: Mapping[str, Any] | list | None,
+    *,
+    source: str | None = None,
+    files: FileReader | None = None,
 ) -> InboundEmail:
     """Decode one stored inbound request (SendGrid, Mailgun or raw MIME) to an e-mail.
 
@@ -176,9 +205,9 @@ def decode_inbound(
     content_type = _header(headers, "Content-Type") or ""
     kind = content_type.split(";", 1)[0].strip().lower()
     if kind == "multipart/form-data":
-        raw_fields = _form_multipart(body, content_type)
+        parts = _form_multipart(body, content_type)
     elif kind == "application/x-www-form-urlencoded":
-        raw_fields = _form_urlencoded(body)
+        parts = _form_urlencoded(body)
     elif kind in ("message/rfc822", "text/plain", "") and re.match(
         rb"^[\w-]+:", body.lstrip()[:200]
     ):
@@ -187,29 +216,43 @@ def decode_inbound(
         raise ValueError(f"unsupported inbound content type {kind or '(none)'}")
 
     charsets: dict[str, str] = {}
-    if "charsets" in raw_fields:
+    if "charsets" in parts:
         try:
-            charsets = json.loads(decode_bytes(raw_fields["charsets"][0]))
+            charsets = json.loads(decode_bytes(parts["charsets"].data))
         except ValueError:
+            charsets = {}
+        if not isinstance(charsets, dict):
             charsets = {}
 
     def field_text(name: str) -> str | None:
-        if name not in raw_fields:
+        part = parts.get(name)
+        if part is None or part.filename is not None:
             return None
-        data, part_charset = raw_fields[name]
-        return decode_bytes(data, charsets.get(name) or part_charset or "utf-8")
+        data = _part_bytes(part, files)
+        if data is None:
+            return None
+        return decode_bytes(data, charsets.get(name) or part.charset or "utf-8")
 
+    text_fields = {
+        k: field_text(k) or ""
+        for k, p in parts.items()
+        if p.filename is None and not _ATTACHMENT_FIELD.match(k) and k not in ("email", "body-mime")
+    }
     # Raw mode: the whole message is in one field; its own MIME headers carry charsets.
     for mime_field in ("email", "body-mime"):
-        if mime_field in raw_fields:
-            decoded = _from_mime(raw_fields[mime_field][0], source or _guess_source(raw_fields))
-            decoded.fields = {k: field_text(k) or "" for k in raw_fields if k != mime_field}
+        if mime_field in parts:
+            raw = _part_bytes(parts[mime_field], files)
+            if raw is None:
+                raise ValueError(f"{mime_field} is in the file store and no reader was given")
+            decoded = _from_mime(raw, source or _guess_source(parts))
+            decoded.fields = text_fields
             return decoded
 
-    is_mailgun = "body-plain" in raw_fields or "message-headers" in raw_fields
+    is_mailgun = "body-plain" in parts or "message-headers" in parts
     src = source or ("mailgun" if is_mailgun else "sendgrid")
     message_id = None
     date = None
+    extra_headers: dict[str, str] = {}
     if is_mailgun:
         text = field_text("body-plain") or field_text("stripped-text") or ""
         html = field_text("body-html")
@@ -219,6 +262,10 @@ def decode_inbound(
             pairs = []
         message_id = _header(pairs, "Message-Id")
         date = _parse_date(_header(pairs, "Date"))
+        if isinstance(pairs, list):
+            for pair in pairs:
+                if isinstance(pair, list | tuple) and len(pair) == 2:
+                    extra_headers.setdefault(str(pair[0]).lower(), str(pair[1]))
     else:
         text = field_text("text") or ""
         html = field_text("html")
@@ -227,8 +274,9 @@ def decode_inbound(
             parsed = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(block)
             message_id = parsed.get("Message-ID")
             date = _parse_date(parsed.get("Date"))
+            extra_headers = {k.lower(): str(v) for k, v in parsed.items()}
     sender = field_text("from") or field_text("sender")
-    return InboundEmail(
+    message = InboundEmail(
         source=src,
         subject=_decode_header(field_text("subject")),
         sender=sender,
@@ -236,8 +284,32 @@ def decode_inbound(
         html=html,
         message_id=message_id.strip() if message_id else None,
         date=date,
-        fields={k: field_text(k) or "" for k in raw_fields if not k.startswith("attachment")},
+        fields=text_fields,
+        headers=extra_headers,
     )
+    info = _attachment_info(field_text("attachment-info"))
+    for name, part in parts.items():
+        if part.filename is None and not _ATTACHMENT_FIELD.match(name):
+            continue
+        declared = (info.get(name) or {}).get("type") or part.content_type
+        data = _part_bytes(part, files)
+        sha = part.stored or hashlib.sha256(part.data).hexdigest()
+        size = len(data) if data is not None else 0
+        message.attachments.append(Attachment(part.filename, declared, size, sha))
+        filename = (part.filename or "").lower()
+        if data is not None and (declared == "message/rfc822" or filename.endswith(".eml")):
+            message.forwarded.append(_from_mime(data, src, depth=1))
+    return message
+
+
+def _attachment_info(value: str | None) -> dict[str, dict[str, Any]]:
+    if not value:
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _guess_source(fields: Mapping[str, Any]) -> str:
@@ -267,305 +339,58 @@ def _part_text(part: Message) -> str:
     return decode_bytes(payload, part.get_content_charset())
 
 
-def _from_mime(raw: bytes, source: str) -> InboundEmail:
-    """A full RFC 822 message: first text/plain and text/html parts, forwarded ones too."""
+def _from_mime(raw: bytes, source: str, *, depth: int = 0) -> InboundEmail:
     message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    return _from_message(message, source, depth)
+
+
+def _from_message(message: Message, source: str, depth: int) -> InboundEmail:
+    """A full RFC 822 message: its text and HTML parts; attached messages are forwarded
+    entries (not mixed into this one's text)."""
+    out = InboundEmail(
+        source=source,
+        subject=_decode_header(message.get("Subject")),
+        sender=_decode_header(message.get("From")),
+        message_id=(message.get("Message-ID") or "").strip() or None,
+        date=_parse_date(message.get("Date")),
+        headers={k.lower(): str(v) for k, v in message.items()},
+    )
     text_parts: list[str] = []
     html_parts: list[str] = []
-    for part in message.walk():
-        if part.is_multipart() or part.get_content_maintype() != "text":
-            continue
-        if (part.get("Content-Disposition") or "").lower().startswith("attachment"):
-            continue
+
+    def visit(part: Message) -> None:
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            if isinstance(inner, Message) and depth < MAX_FORWARD_DEPTH:
+                out.forwarded.append(_from_message(inner, source, depth + 1))
+            return
+        if part.is_multipart():
+            for sub in part.get_payload():
+                visit(sub)
+            return
+        disposition = (part.get("Content-Disposition") or "").lower()
+        payload = part.get_payload(decode=True) or b""
+        if disposition.startswith("attachment") or part.get_content_maintype() != "text":
+            filename = part.get_filename()
+            out.attachments.append(
+                Attachment(
+                    _decode_header(filename) if filename else None,
+                    ctype,
+                    len(payload),
+                    hashlib.sha256(payload).hexdigest(),
+                )
+            )
+            if (filename or "").lower().endswith(".eml") and depth < MAX_FORWARD_DEPTH:
+                out.forwarded.append(_from_mime(payload, source, depth=depth + 1))
+            return
         if part.get_content_subtype() == "plain":
             text_parts.append(_part_text(part))
         elif part.get_content_subtype() == "html":
             html_parts.append(_part_text(part))
-    return InboundEmail(
-        source=source,
-        subject=_decode_header(message.get("Subject")),
-        sender=_decode_header(message.get("From")),
-        text="\n".join(text_parts),
-        html="\n".join(html_parts) or None,
-        message_id=(message.get("Message-ID") or "").strip() or None,
-        date=_parse_date(message.get("Date")),
-    )
 
-
-def html_to_text(markup: str) -> str:
-    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", markup)
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</tr>|</div>|</h\d>|</li>", "\n", text)
-    text = re.sub(r"(?i)</t[dh]>", "\t", text)
-    text = re.sub(r"<[^>]+>", " ", text)
-    text = html_lib.unescape(text).replace("\xa0", " ")
-    return re.sub(r"[ \t]*\n[ \t\n]*", "\n", text)
-
-
-# --------------------------------------------------------------------------- Turkish words
-
-_TR_CLASSES = {
-    "i": "[iIıİ]",
-    "s": "[sSşŞ]",
-    "g": "[gGğĞ]",
-    "u": "[uUüÜ]",
-    "o": "[oOöÖ]",
-    "c": "[cCçÇ]",
-}
-
-
-def tr_word(word: str) -> str:
-    """A regex for a Turkish word written in ASCII: ``tr_word("gonderen")`` matches
-    GÖNDEREN, Gönderen and GONDEREN. Explicit classes, no case folding involved."""
-    out = []
-    for ch in word:
-        if ch in _TR_CLASSES:
-            out.append(_TR_CLASSES[ch])
-        elif ch.isalpha():
-            out.append(f"[{ch.lower()}{ch.upper()}]")
-        elif ch == " ":
-            out.append(r"\s+")
-        else:
-            out.append(re.escape(ch))
-    return "".join(out)
-
-
-def _words(*words: str) -> str:
-    return "(?:" + "|".join(tr_word(w) for w in words) + ")"
-
-
-_L = r"[^\W\d_]"  # a letter, Turkish ones included
-_UP = "A-ZÇĞİÖŞÜ"
-
-# --------------------------------------------------------------------------- amounts
-
-_CURRENCIES = {"TL": "TRY", "TRY": "TRY", "YTL": "TRY", "₺": "TRY", "EUR": "EUR", "€": "EUR",
-               "USD": "USD", "GBP": "GBP"}  # fmt: skip
-_CUR = r"(?P<cur>TL|TRY|YTL|₺|EUR|€|USD|GBP)"
-_CUR2 = r"(?P<cur2>TL|TRY|YTL|₺|EUR|€|USD|GBP)"
-# Thousands with dots, decimals with a comma; no leading zero (refuses 0532..., IBAN
-# groups); at most 7 plain digits (refuses account and phone numbers).
-_NUM = r"(?P<int>[1-9]\d{0,2}(?:\.\d{3})+|[1-9]\d{0,6}|0)(?:,(?P<dec>\d{2}))?"
-_NUM2 = r"(?P<int2>[1-9]\d{0,2}(?:\.\d{3})+|[1-9]\d{0,6}|0)(?:,(?P<dec2>\d{2}))?"
-AMOUNT_RE = re.compile(
-    rf"(?<![\w.,]){_NUM}[ \t\xa0]*{_CUR}(?![^\W\d_])"  # 1.250,00 TL / 1250 TL / 250,50 TRY
-    rf"|(?<![\w]){_CUR2}[ \t\xa0]*{_NUM2}(?![\d]|[.,]\d)"  # ₺1.250,00 / TL 1.250,00
-)
-_IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){3,7}(?:\s?[A-Z0-9]{1,4})?\b")
-_PHONE_RE = re.compile(
-    r"(?<!\d)(?:\+90|0090|0)?[\s-]?\(?[2-5]\d{2}\)?[\s-]?\d{3}[\s-]?\d{2}[\s-]?\d{2}(?!\d)"
-)
-_POSITIVE = re.compile(
-    _words("tutar", "tutari", "tutarinda", "islem tutari", "gelen", "yatirilan", "havale",
-           "eft", "fast", "odeme", "alacak", "amount", "tahsilat"),
-)  # fmt: skip
-_NEGATIVE = re.compile(
-    _words("bakiye", "kullanilabilir", "limit", "masraf", "ucret", "komisyon", "bsmv",
-           "vergi", "borc", "asgari"),
-)  # fmt: skip
-_PAYMENT_WORDS = re.compile(
-    r"\b"
-    + _words("gelen", "havale", "eft", "fast", "odeme", "yatirildi", "yatirilan", "hesabiniza",
-             "tutarinda", "transfer", "dekont", "tahsilat", "alindi", "payment", "received",
-             "gonderen", "para girisi")
-)  # fmt: skip
-_OUTGOING = re.compile(r"\b" + _words("giden", "hesabinizdan", "gonderdiniz", "cikis"))
-_INCOMING = re.compile(r"\b" + _words("gelen", "hesabiniza", "yatirildi", "girisi", "alindi"))
-
-
-@dataclass
-class _Amount:
-    minor: int
-    currency: str
-    start: int
-    end: int
-    score: int
-
-
-def _find_amounts(text: str) -> list[_Amount]:
-    forbidden = [m.span() for m in _IBAN_RE.finditer(text)]
-    forbidden += [m.span() for m in _PHONE_RE.finditer(text)]
-    found: list[_Amount] = []
-    for match in AMOUNT_RE.finditer(text):
-        start, end = match.span()
-        if any(s < end and start < e for s, e in forbidden):
-            continue
-        integer = match.group("int") or match.group("int2")
-        decimals = match.group("dec") or match.group("dec2") or "00"
-        currency = _CURRENCIES[match.group("cur") or match.group("cur2")]
-        minor = int(integer.replace(".", "")) * 100 + int(decimals)
-        if minor == 0:
-            continue
-        line_start = text.rfind("\n", 0, start) + 1
-        before = text[max(line_start, start - 60) : start]
-        after = text[end : end + 25]
-        score = 0
-        if _POSITIVE.search(before) or re.match(r"\s*" + tr_word("tutarinda"), after):
-            score += 2
-        if _NEGATIVE.search(before) or _NEGATIVE.search(after.split("\n", 1)[0]):
-            score -= 3
-        found.append(_Amount(minor, currency, start, end, score))
-    return found
-
-
-# --------------------------------------------------------------------------- names
-
-_NAME = rf"{_L}+(?:[.'’-]{_L}*)*(?:[ \t]+{_L}+(?:[.'’-]{_L}*)*){{1,5}}"
-_UPPER_NAME = rf"(?:[{_UP}][{_UP}.'’-]+[ \t]+){{1,4}}[{_UP}][{_UP}.'’-]+"
-_TITLE_NAME = rf"(?:[{_UP}]{_L}+[ \t]+){{1,4}}[{_UP}]{_L}+"
-_SEP = r"[ \t]*[:：][ \t]*|[ \t]*\t[ \t]*|[ \t]{2,}"
-_NAME_LABELS = _words(
-    "ad soyad", "adi soyadi", "ad", "adi", "unvan", "unvani", "isim", "ismi", "musteri adi"
-)
-# In order of trust: a labelled field, Enpara's movement line, "<NAME> tarafından" in SMS.
-_PAYER_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(
-        rf"(?<![^\W\d_]){_words('gonderen', 'borclu', 'havale eden', 'gonderici')}"
-        rf"(?:[ \t]+{_NAME_LABELS})?"
-        rf"(?:{_SEP})(?P<name>{_NAME})"
-    ),
-    re.compile(rf"{_words('gelen transfer')}[ \t]*,[ \t]*(?P<name>{_NAME})[ \t]*,"),
-    re.compile(
-        rf"(?<![^\W\d_])(?P<name>{_UPPER_NAME}|{_TITLE_NAME})[ \t]+"
-        rf"{_words('tarafindan', 'isimli kisiden', 'adli kisiden', 'isimli musteriden')}"
-    ),
-]
-_RECIPIENT = re.compile(r"\b" + _words("alici", "alan", "lehdar") + r"\b")
-_NAME_STOP_WORDS = {
-    "iban", "banka", "bankasi", "hesap", "sube", "subesi", "no", "tc", "vkn", "tckn",
-    "tarih", "tutar", "aciklama", "sayin", "musterimiz", "degerli", "hesabiniza",
-    "bugun", "tarihinde", "saat", "fast", "eft", "havale", "ile", "ve", "tl",
-}  # fmt: skip
-
-
-def _fold(word: str) -> str:
-    return name_key(word) or ""
-
-
-def _clean_name(candidate: str) -> str | None:
-    tokens = candidate.split()
-    while tokens and _fold(tokens[0]) in _NAME_STOP_WORDS:
-        tokens.pop(0)
-    while tokens and _fold(tokens[-1]) in _NAME_STOP_WORDS:
-        tokens.pop()
-    if len(tokens) < 2 or any(_fold(t) in ("iban", "banka", "bankasi", "as") for t in tokens):
-        return None
-    return " ".join(tokens)
-
-
-def _find_payer(text: str) -> str | None:
-    for pattern in _PAYER_PATTERNS:
-        for match in pattern.finditer(text):
-            line_start = text.rfind("\n", 0, match.start()) + 1
-            line_end = text.find("\n", match.end())
-            line = text[line_start : line_end if line_end >= 0 else len(text)]
-            if "@" in line or "<" in line:  # a forwarded header (Gönderen: Bank <x@y>)
-                continue
-            if _RECIPIENT.search(text[line_start : match.start()]):
-                continue
-            name = _clean_name(match.group("name"))
-            if name:
-                return name
-    return None
-
-
-# --------------------------------------------------------------------------- ref, date
-
-REF_RE = re.compile(r"(?<![\w])REG[-\s_]?(\d{1,12})(?!\d)", re.IGNORECASE)
-_DESC_RE = re.compile(
-    rf"{_words('aciklama', 'aciklamasi', 'description')}(?:{_SEP})(?P<desc>[^\n]+)"
-)
-_DATE_RE = re.compile(
-    r"(?<!\d)(?P<d>\d{1,2})[./](?P<m>\d{1,2})[./](?P<y>\d{4})"
-    r"(?:[ \t,-]+(?:saat[ \t]*)?(?P<H>\d{1,2})[:.](?P<M>\d{2})(?::(?P<S>\d{2}))?)?"
-    r"|(?<!\d)(?P<iy>\d{4})-(?P<im>\d{2})-(?P<id>\d{2})(?:[T ](?P<iH>\d{2}):(?P<iM>\d{2}))?"
-)
-_DATE_LABEL = re.compile(_words("islem tarihi", "tarih", "tarihi", "date", "valor"))
-
-
-def _find_date(text: str) -> datetime | None:
-    best: datetime | None = None
-    for match in _DATE_RE.finditer(text):
-        g = match.groupdict()
-        try:
-            if g["y"]:
-                value = datetime(
-                    int(g["y"]), int(g["m"]), int(g["d"]),
-                    int(g["H"] or 0), int(g["M"] or 0), int(g["S"] or 0), tzinfo=ISTANBUL,
-                )  # fmt: skip
-            else:
-                value = datetime(
-                    int(g["iy"]), int(g["im"]), int(g["id"]),
-                    int(g["iH"] or 0), int(g["iM"] or 0), tzinfo=ISTANBUL,
-                )  # fmt: skip
-        except ValueError:
-            continue
-        line_start = text.rfind("\n", 0, match.start()) + 1
-        if _DATE_LABEL.search(text[line_start : match.start()]):
-            return value
-        best = best or value
-    return best
-
-
-# --------------------------------------------------------------------------- parse
-
-
-def _mask(excerpt: str) -> str:
-    excerpt = _IBAN_RE.sub(lambda m: m.group(0)[:4] + " **** ****", excerpt)
-    return _PHONE_RE.sub(" *** ** **", excerpt)
-
-
-def parse_payment_email(
-    text: str,
-    *,
-    subject: str | None = None,
-    received_at: datetime | None = None,
-) -> ParsedPayment | None:
-    """The payment a "payment received" mail or forwarded bank SMS describes, or None.
-
-    None when the text speaks of no incoming payment (no payment words, an outgoing
-    transfer) or quotes no amount next to a currency. ``confidence`` (0..1) rises with
-    a labelled amount, a payer name and a REG ref and falls when several amounts
-    compete; a caller may choose to hold low-confidence results for a person.
-    """
-    body = text.replace("\r\n", "\n").replace("\r", "\n")
-    whole = f"{subject or ''}\n{body}"
-    if not _PAYMENT_WORDS.search(whole):
-        return None
-    if _OUTGOING.search(whole) and not _INCOMING.search(whole):
-        return None
-    amounts = [a for a in _find_amounts(body) if a.score >= 0]
-    if not amounts:
-        return None
-    top = max(a.score for a in amounts)
-    best = next(a for a in amounts if a.score == top)
-    rivals = {(a.minor, a.currency) for a in amounts if a.score == top} - {
-        (best.minor, best.currency)
-    }
-    payer = _find_payer(body)
-    ref_match = REF_RE.search(whole)
-    desc_match = _DESC_RE.search(body)
-    if ref_match:
-        reference = f"REG-{int(ref_match.group(1))}"
-    elif desc_match:
-        reference = desc_match.group("desc").strip()[:140] or None
-    else:
-        reference = None
-    confidence = 0.5 if best.score > 0 else 0.35
-    confidence += 0.2 if payer else 0.0
-    confidence += 0.25 if ref_match else (0.05 if reference else 0.0)
-    confidence -= 0.2 if rivals else 0.0
-    start = max(0, best.start - 100)
-    excerpt = re.sub(r"\s+", " ", body[start : best.end + 100]).strip()[:240]
-    return ParsedPayment(
-        amount_minor=best.minor,
-        currency=best.currency,
-        payer_name=payer,
-        reference=reference,
-        paid_at=_find_date(body) or received_at,
-        confidence=round(min(max(confidence, 0.0), 1.0), 2),
-        raw_excerpt=_mask(excerpt),
-    )
-
-
-def parse_inbound(message: InboundEmail) -> ParsedPayment | None:
-    return parse_payment_email(message.body_text, subject=message.subject, received_at=message.date)
+    visit(message)
+    out.text = "\n".join(text_parts)
+    out.html = "\n".join(html_parts) or None
+    return out
