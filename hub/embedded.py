@@ -171,6 +171,10 @@ def with_database(url: str, database: str) -> str:
     return make_url(url).set(database=database).render_as_string(hide_password=False)
 
 
+class DagsterDatabaseError(RuntimeError):
+    """The Dagster instance's own database cannot be created or reached."""
+
+
 def resolve_dagster_database_url(settings: Settings) -> str:
     """The Dagster instance's storage: same server, its own database (created if absent)."""
     hub_url: URL = make_url(resolve_database_url(settings))
@@ -178,9 +182,15 @@ def resolve_dagster_database_url(settings: Settings) -> str:
     admin = with_database(hub_url.render_as_string(False), "postgres")
     try:
         _ensure_database(admin, dagster_db)
-    except Exception:
-        # No right to create databases: share the hub database (Dagster uses its own tables).
-        dagster_db = hub_url.database or HUB_DATABASE
+    except Exception as exc:
+        # Never fall back to sharing the hub's database: say what to do instead.
+        raise DagsterDatabaseError(
+            f"cannot create the Dagster database {dagster_db!r} on "
+            f"{hub_url.host or 'the local socket'}:{hub_url.port or ''} as "
+            f"{hub_url.username or 'the default user'} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}). Create it once "
+            f'(CREATE DATABASE "{dagster_db}" OWNER <hub user>) or grant CREATEDB.'
+        ) from exc
     url = hub_url.set(drivername="postgresql", database=dagster_db)
     return url.render_as_string(hide_password=False)
 

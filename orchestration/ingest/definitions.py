@@ -6,6 +6,8 @@ and shows in the UI what happened per source, and every row waiting in retry or 
 with its error.
 """
 
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -116,41 +118,91 @@ ingest_raw_job = define_asset_job(
 )
 
 
-def due_rows(engine) -> tuple[int, int]:
-    """(count of due rows, highest due id) over the raw tables the ingest reads."""
-    total, highest = 0, 0
+@dataclass(frozen=True)
+class DueRows:
+    """The raw rows the ingest would take now, and the next retry not yet due."""
+
+    count: int = 0
+    highest_id: int = 0
+    attempts: int = 0  # sum of their attempts: a retried row changes it
+    latest_due: datetime | None = None
+    waiting: int = 0  # rows in retry whose next_attempt_at is still ahead
+    next_due: datetime | None = None
+
+    def run_key(self) -> str:
+        """Names the rows attempted: a new row (highest id), a retry coming due (count,
+        attempts, due time) each make a new key, so Dagster's de-duplication never
+        swallows a retry; the same rows on a repeated tick make the same key."""
+        due = self.latest_due.isoformat() if self.latest_due else "-"
+        return f"ingest:{self.highest_id}:{self.count}:{self.attempts}:{due}"
+
+
+def _eligible(table):
+    return (
+        table.c.verified.is_(True),
+        table.c.flag.is_(None),
+        table.c.source.in_(HANDLED_SOURCES),
+    )
+
+
+def due_rows(engine) -> DueRows:
+    """What is due now over the raw tables the ingest reads (the database's clock)."""
+    count = highest = attempts = waiting = 0
+    latest_due = next_due = None
     with engine.connect() as conn:
         for table in RAW_TABLES:
-            count, top = conn.execute(
-                select(func.count(), func.coalesce(func.max(table.c.id), 0)).where(
+            row = conn.execute(
+                select(
+                    func.count(),
+                    func.coalesce(func.max(table.c.id), 0),
+                    func.coalesce(func.sum(table.c.attempts), 0),
+                    func.max(table.c.next_attempt_at),
+                ).where(
                     table.c.status.in_(["received", "retry"]),
-                    table.c.verified.is_(True),
-                    table.c.flag.is_(None),
-                    table.c.source.in_(HANDLED_SOURCES),
+                    *_eligible(table),
                     or_(table.c.next_attempt_at.is_(None), table.c.next_attempt_at <= func.now()),
                 )
             ).one()
-            total += count
-            highest = max(highest, top)
-    return total, highest
+            count += row[0]
+            highest = max(highest, row[1])
+            attempts += int(row[2])
+            if row[3] is not None and (latest_due is None or row[3] > latest_due):
+                latest_due = row[3]
+            later = conn.execute(
+                select(func.count(), func.min(table.c.next_attempt_at)).where(
+                    table.c.status == "retry",
+                    *_eligible(table),
+                    table.c.next_attempt_at > func.now(),
+                )
+            ).one()
+            waiting += later[0]
+            if later[1] is not None and (next_due is None or later[1] < next_due):
+                next_due = later[1]
+    return DueRows(count, highest, attempts, latest_due, waiting, next_due)
 
 
 @sensor(job=ingest_raw_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
 def raw_ingest_sensor(context: SensorEvaluationContext, hub_db: HubDatabase):
     """New verified raw rows, or retries now due: run the ingest (one run at a time)."""
-    count, highest = due_rows(hub_db.engine())
-    if count == 0:
-        return SkipReason("no raw row due")
+    due = due_rows(hub_db.engine())
+    if due.count == 0:
+        if due.waiting:
+            return SkipReason(
+                f"no raw row due; {due.waiting} in retry, the next due at "
+                f"{due.next_due:%Y-%m-%d %H:%M:%S %Z}"
+            )
+        return SkipReason("no raw row due (none received, none in retry)")
     in_flight = context.instance.get_runs(
         filters=RunsFilter(job_name="ingest_raw_job", statuses=list(IN_PROGRESS_RUN_STATUSES)),
         limit=1,
     )
     if in_flight:
-        return SkipReason("an ingest run is already in progress")
-    context.update_cursor(str(highest))
-    return RunRequest(
-        run_key=f"ingest:{highest}:{count}:{context.cursor}", tags={"hub/due_rows": str(count)}
-    )
+        return SkipReason(
+            f"{due.count} raw row(s) due, but ingest run {in_flight[0].run_id} is in progress "
+            "(one at a time; the next tick launches it)"
+        )
+    context.update_cursor(due.run_key())
+    return RunRequest(run_key=due.run_key(), tags={"hub/due_rows": str(due.count)})
 
 
 def defs() -> Definitions:

@@ -2,8 +2,10 @@
 
 One multi-asset publishes to the selected platforms concurrently (asyncio + httpx); the
 platforms that succeed materialize with their metadata (platform id, URL, latency,
-attempts) even when another fails, and the failure is raised after them so Dagster's
-retry policy runs the step again: already-published platforms then do nothing.
+attempts) even when another fails, and the failure is raised after them so the run
+shows red. There is no Dagster RetryPolicy: each platform call has one retry budget
+(policy.py), and a failed channel records when to try again, which the publication
+sensor reads (a new run, under a new run key, once the back-off is over).
 """
 
 import asyncio
@@ -13,11 +15,9 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
-    Backoff,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     multi_asset,
 )
 from sqlalchemy import select
@@ -26,6 +26,7 @@ from hub.db import events as events_table
 from hub.events import get_event
 from hub.models import SYNDICATED_PLATFORMS
 from orchestration.resources import HubDatabase, PlatformAdapters
+from orchestration.syndication.leases import lease_owner_for_run
 from orchestration.syndication.partitions import events_partitions
 from orchestration.syndication.publisher import sync_channel
 from orchestration.syndication.puller import pull_registrations
@@ -70,7 +71,6 @@ def _selected(context: AssetExecutionContext, key_for) -> list[str]:
     ],
     partitions_def=events_partitions,
     can_subset=True,
-    retry_policy=RetryPolicy(max_retries=3, delay=15, backoff=Backoff.EXPONENTIAL),
 )
 def published_events(
     context: AssetExecutionContext, hub_db: HubDatabase, adapters: PlatformAdapters
@@ -79,13 +79,14 @@ def published_events(
     platforms = _selected(context, published_key)
     engine = hub_db.engine()
     actor = f"dagster:run:{context.run_id[:8]}"
+    owner = lease_owner_for_run(context.run_id)
 
     async def run():
         async with httpx.AsyncClient(timeout=30) as client:
             built = {p: adapters.build(p, client) for p in platforms}
             return await asyncio.gather(
                 *(
-                    sync_channel(engine, event, p, built[p], actor=actor, attempts=4)
+                    sync_channel(engine, event, p, built[p], actor=actor, lease_owner=owner)
                     for p in platforms
                 )
             )
@@ -93,6 +94,9 @@ def published_events(
     outcomes = asyncio.run(run())
     failed = []
     for outcome in outcomes:
+        if outcome.action == "busy":  # another run is publishing it: nothing to do here
+            context.log.info(outcome.error or f"{outcome.platform}: busy")
+            continue
         if not outcome.ok:
             failed.append(outcome)
             context.log.error(f"{outcome.platform}: {outcome.error}")
@@ -129,7 +133,6 @@ def published_events(
     ],
     partitions_def=events_partitions,
     can_subset=True,
-    retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
 )
 def pulled_registrations(
     context: AssetExecutionContext, hub_db: HubDatabase, adapters: PlatformAdapters

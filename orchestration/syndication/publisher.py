@@ -5,6 +5,11 @@ benchmarks call the same code. Each platform runs concurrently; one failing neit
 blocks nor undoes the others. Re-running creates nothing twice: the stored platform id
 turns a second run into an update (or nothing), and before creating, the adapter looks
 for an event a lost reply may have hidden (``find_existing``).
+
+Runs side by side are kept apart by a lease on the channel row (leases.py): whoever
+launches a publish (sensor, schedule, manual run, CLI, demo), only the lease holder
+talks to the platform; another runner gets ``busy`` and does nothing. A failure records
+when the channel may be tried again (``next_attempt_at``, the back-off the sensor reads).
 """
 
 from __future__ import annotations
@@ -16,20 +21,22 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 
 from hub import audit
 from hub.db import event_channels, events
 from hub.events import get_event
 from hub.models import ChannelPublication, Event
-from integrations.base import AdapterError, ChannelAdapter, with_retries
+from integrations.base import AdapterError, ChannelAdapter, RetryBudget, with_retries
+from orchestration.syndication import leases
+from orchestration.syndication.policy import PublishPolicy, publish_policy
 
 
 @dataclass
 class ChannelOutcome:
     platform: str
-    action: str  # created | adopted | updated | unchanged | failed | skipped
+    action: str  # created | adopted | updated | unchanged | failed | skipped | busy
     platform_event_id: str | None = None
     url: str | None = None
     latency_ms: float = 0.0
@@ -57,34 +64,23 @@ def _channel(engine: Engine, event_id: UUID, platform: str) -> dict[str, Any] | 
     return dict(row) if row else None
 
 
-def _mark_attempt(engine: Engine, channel_id: int) -> None:
-    with engine.begin() as conn:
-        conn.execute(
-            update(event_channels)
-            .where(event_channels.c.id == channel_id)
-            .values(
-                attempts=event_channels.c.attempts + 1,
-                status=func.coalesce(
-                    # a published channel being updated stays published
-                    func.nullif(event_channels.c.status, "failed"),
-                    "publishing",
-                ),
-            )
-        )
-
-
 def _store_success(
     engine: Engine,
-    channel: dict,
+    lease: leases.Lease,
     event: Event,
     pub: ChannelPublication,
     outcome: ChannelOutcome,
     actor: str,
-) -> None:
+) -> bool:
+    """Record the publication and give the lease back; False when the lease was lost
+    (another runner took the channel over: it finds this event through find_existing)."""
     with engine.begin() as conn:
-        conn.execute(
+        stored = conn.execute(
             update(event_channels)
-            .where(event_channels.c.id == channel["id"])
+            .where(
+                event_channels.c.id == lease.channel_id,
+                event_channels.c.lease_owner == lease.owner,
+            )
             .values(
                 platform_event_id=pub.platform_event_id,
                 url=pub.url,
@@ -93,12 +89,18 @@ def _store_success(
                 raw_response=pub.raw,
                 last_error=None,
                 synced_at=func.now(),
+                attempts=0,  # attempts since the last success: the back-off counts them
+                next_attempt_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
             )
-        )
+        ).rowcount
+        if not stored:
+            return False
         audit.record(
             conn,
             entity="event_channel",
-            entity_id=channel["id"],
+            entity_id=lease.channel_id,
             action=f"syndication.{outcome.action}",
             actor=actor,
             data={
@@ -109,27 +111,50 @@ def _store_success(
                 "latency_ms": round(outcome.latency_ms, 1),
             },
         )
+    return True
 
 
-def _store_failure(engine: Engine, channel: dict, outcome: ChannelOutcome, actor: str) -> None:
+def _store_failure(
+    engine: Engine,
+    lease: leases.Lease,
+    channel: dict,
+    outcome: ChannelOutcome,
+    actor: str,
+    policy: PublishPolicy,
+) -> None:
+    """Record the error and when to try again, and give the lease back."""
+    wait = policy.backoff(channel["attempts"], outcome.retry_after)
     with engine.begin() as conn:
         conn.execute(
             update(event_channels)
-            .where(event_channels.c.id == channel["id"])
+            .where(
+                event_channels.c.id == lease.channel_id,
+                event_channels.c.lease_owner == lease.owner,
+            )
             .values(
                 # a channel already live keeps 'published' (its update failed, the event is up)
                 status="published" if channel["platform_event_id"] else "failed",
                 last_error=outcome.error,
+                next_attempt_at=func.now()
+                + text("make_interval(secs => :wait_secs)").bindparams(
+                    wait_secs=wait.total_seconds()
+                ),
+                lease_owner=None,
+                lease_expires_at=None,
             )
         )
         audit.record(
             conn,
             entity="event_channel",
-            entity_id=channel["id"],
+            entity_id=lease.channel_id,
             action="syndication.failed",
             actor=actor,
             reason=outcome.error,
-            data={"platform": outcome.platform, "attempts": outcome.attempts},
+            data={
+                "platform": outcome.platform,
+                "attempts": outcome.attempts,
+                "retry_in_seconds": round(wait.total_seconds(), 1),
+            },
         )
 
 
@@ -158,15 +183,49 @@ async def sync_channel(
     adapter: ChannelAdapter,
     *,
     actor: str,
-    attempts: int = 5,
-    base_delay: float = 0.5,
-    max_delay: float = 30.0,
+    attempts: int | None = None,
+    base_delay: float | None = None,
+    max_delay: float | None = None,
+    budget: RetryBudget | None = None,
+    lease_owner: str | None = None,
+    policy: PublishPolicy | None = None,
 ) -> ChannelOutcome:
-    """Create, adopt or update the event on one platform; never raises AdapterError."""
+    """Create, adopt or update the event on one platform; never raises AdapterError.
+
+    The platform call spends one retry budget (``budget``, or the policy's with
+    ``attempts``/``base_delay``/``max_delay`` overriding it) and runs under the channel's
+    lease, held by ``lease_owner`` (this process by default); when another runner holds
+    the lease the outcome is ``busy`` and nothing is sent.
+    """
+    policy = policy or publish_policy()
+    if budget is None:
+        default = policy.budget()
+        budget = RetryBudget(
+            attempts=attempts or default.attempts,
+            seconds=default.seconds,
+            base_delay=default.base_delay if base_delay is None else base_delay,
+            max_delay=default.max_delay if max_delay is None else max_delay,
+        )
     channel = _channel(engine, event.id, platform)
     if channel is None:
         return ChannelOutcome(platform, "skipped")
     if channel["platform_event_id"] and channel["published_version"] == event.version:
+        return ChannelOutcome(platform, "unchanged", channel["platform_event_id"], channel["url"])
+    lease = leases.Lease(
+        channel["id"], lease_owner or leases.process_owner(actor), policy.lease_seconds
+    )
+    claimed = leases.claim(engine, lease.channel_id, lease.owner, lease.seconds)
+    if claimed is None:
+        holder = _channel(engine, event.id, platform) or {}
+        return ChannelOutcome(
+            platform,
+            "busy",
+            error=f"{platform}: another runner holds the publish lease "
+            f"({holder.get('lease_owner')}, until {holder.get('lease_expires_at')})",
+        )
+    channel = claimed  # read under the lease: a runner that finished before us shows here
+    if channel["platform_event_id"] and channel["published_version"] == event.version:
+        leases.release(engine, lease.channel_id, lease.owner)
         return ChannelOutcome(platform, "unchanged", channel["platform_event_id"], channel["url"])
     capacity = event.capacity_for(platform)
     outcome = ChannelOutcome(platform, "failed")
@@ -189,15 +248,12 @@ async def sync_channel(
         return await adapter.update_event(event, channel["platform_event_id"], capacity)
 
     taken = _taken_ids(engine, channel, event)
-    _mark_attempt(engine, channel["id"])
     started = time.perf_counter()
     try:
-        pub = await with_retries(
-            push if channel["platform_event_id"] else create,
-            attempts=attempts,
-            base_delay=base_delay,
-            max_delay=max_delay,
-        )
+        async with leases.held(engine, lease):
+            pub = await with_retries(
+                push if channel["platform_event_id"] else create, budget=budget
+            )
     except Exception as exc:  # one platform's failure, whatever it is, stays its own
         outcome.action = "failed"
         outcome.error = (
@@ -208,14 +264,18 @@ async def sync_channel(
         outcome.retry_after = getattr(exc, "retry_after", None)
         outcome.attempts = tries
         outcome.latency_ms = (time.perf_counter() - started) * 1000
-        _store_failure(engine, channel, outcome, actor)
+        _store_failure(engine, lease, channel, outcome, actor, policy)
         return outcome
     outcome.latency_ms = (time.perf_counter() - started) * 1000
     outcome.attempts = tries
     outcome.platform_event_id = pub.platform_event_id
     outcome.url = pub.url
     outcome.raw = pub.raw
-    _store_success(engine, channel, event, pub, outcome, actor)
+    if lease.lost or not _store_success(engine, lease, event, pub, outcome, actor):
+        # Another runner took the channel over after our lease ran out; it adopts this
+        # platform event through find_existing instead of creating a second one.
+        outcome.action = "failed"
+        outcome.error = f"{platform}: publish lease lost before the result was stored"
     return outcome
 
 
@@ -225,12 +285,15 @@ async def sync_event(
     adapters: Mapping[str, ChannelAdapter],
     *,
     actor: str,
-    attempts: int = 5,
-    base_delay: float = 0.5,
+    attempts: int | None = None,
+    base_delay: float | None = None,
+    lease_owner: str | None = None,
+    policy: PublishPolicy | None = None,
 ) -> list[ChannelOutcome]:
     """Bring the event up to date on every platform in ``adapters``, concurrently."""
     with engine.connect() as conn:
         event = get_event(conn, event_id)
+    owner = lease_owner or leases.process_owner(actor)
     return list(
         await asyncio.gather(
             *(
@@ -242,6 +305,8 @@ async def sync_event(
                     actor=actor,
                     attempts=attempts,
                     base_delay=base_delay,
+                    lease_owner=owner,
+                    policy=policy,
                 )
                 for platform, adapter in adapters.items()
             )

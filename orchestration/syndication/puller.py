@@ -18,7 +18,11 @@ from sqlalchemy.engine import Engine
 from hub.db import event_channels, platform_pulls, sync_cursors
 from hub.models import Event, RegistrationPage
 from hub.registrations import UpsertCounts, upsert_registrations
-from integrations.base import ChannelAdapter, with_retries
+from integrations.base import ChannelAdapter, RetryBudget, with_retries
+
+# One page request: at most 6 tries within 2 minutes (Retry-After waits included); the
+# schedules and the Meetup poll bring the next pull, so Dagster adds no retries.
+PAGE_BUDGET = RetryBudget(attempts=6, seconds=120.0)
 
 
 @dataclass
@@ -63,7 +67,7 @@ async def pull_registrations(
     actor: str,
     page_size: int = 100,
     full: bool = False,
-    attempts: int = 6,
+    budget: RetryBudget = PAGE_BUDGET,
 ) -> PullOutcome:
     """Pull what is new since the stored cursor (``full``: from the beginning)."""
     started = time.perf_counter()
@@ -81,7 +85,7 @@ async def pull_registrations(
         cursor_in = cursor
         page: RegistrationPage = await with_retries(
             lambda c=cursor_in: adapter.list_registrations(platform_event_id, c, page_size),
-            attempts=attempts,
+            budget=budget,
         )
         body = _page_body(page)
         with engine.begin() as conn:

@@ -1,8 +1,17 @@
-"""Routines: catch-up pulls for events on sale, and rare full re-scans of past events."""
+"""Routines: catch-up pulls for events on sale, and rare full re-scans of past events.
+
+They keep the data correct when a webhook is missed, so they start RUNNING (a new
+deployment needs no click in the UI)."""
 
 from datetime import UTC, timedelta
 
-from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
 from sqlalchemy import select
 
 from hub.db import event_channels, events
@@ -12,7 +21,10 @@ from orchestration.syndication.sensors import pull_registrations_job
 
 
 @schedule(
-    job=pull_registrations_job, cron_schedule="*/15 * * * *", execution_timezone="Europe/Istanbul"
+    job=pull_registrations_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="Europe/Istanbul",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
 def registrations_catch_up_schedule(context: ScheduleEvaluationContext, hub_db: HubDatabase):
     """Webhooks bring Eventbrite and Luma changes at once; this catches any they missed
@@ -46,7 +58,10 @@ def registrations_catch_up_schedule(context: ScheduleEvaluationContext, hub_db: 
 
 
 @schedule(
-    job=pull_registrations_job, cron_schedule="30 4 * * *", execution_timezone="Europe/Istanbul"
+    job=pull_registrations_job,
+    cron_schedule="30 4 * * *",
+    execution_timezone="Europe/Istanbul",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
 def past_events_rescan_schedule(context: ScheduleEvaluationContext, hub_db: HubDatabase):
     """Once a day, a full re-scan of events that ended in the last 30 days (attendance,
@@ -73,7 +88,10 @@ def past_events_rescan_schedule(context: ScheduleEvaluationContext, hub_db: HubD
 
 
 @schedule(
-    job=pull_registrations_job, cron_schedule="7 * * * *", execution_timezone="Europe/Istanbul"
+    job=pull_registrations_job,
+    cron_schedule="7 * * * *",
+    execution_timezone="Europe/Istanbul",
+    default_status=DefaultScheduleStatus.RUNNING,
 )
 def meetup_upcoming_rescan_schedule(context: ScheduleEvaluationContext, hub_db: HubDatabase):
     """Hourly full re-scan of Meetup events on sale: its offset cursor only brings new
