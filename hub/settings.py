@@ -31,7 +31,7 @@ LIVE_BASE_URLS = {
     "meetup": "https://api.meetup.com",
     "meetup_oauth": "https://secure.meetup.com",
     "eventbrite": "https://www.eventbriteapi.com",
-    "luma": "https://api.lu.ma",
+    "luma": "https://public-api.luma.com",  # the current Luma API (its OpenAPI servers entry)
     "stripe": "https://api.stripe.com",
     "netgsm": "https://api.netgsm.com.tr",
     "whatsapp": "https://graph.facebook.com",

@@ -1,21 +1,22 @@
-"""Luma channel adapter: the legacy public API (``/public/v1/event/*``) plus current webhooks.
+"""Luma channel adapter: the current public API (``/v1/events/...``, ``/v1/calendars/...``,
+``/v1/webhooks/...``) on ``https://public-api.luma.com`` (``hub.settings.LIVE_BASE_URLS``).
 
-Contract: CONTRACTS.md Part 1 §3. Authentication is the ``x-luma-api-key`` header, scoped to
-one calendar; the key never appears in an error message or log line of this module.
+Contract: ``contracts/luma-openapi-current.json`` (CONTRACTS.md Part 1 §3). Authentication
+is the ``x-luma-api-key`` header, scoped to one calendar; the key never appears in an error
+message or log line of this module.
 
-How the hub runs Luma: every event is created with ``require_rsvp_approval`` so a guest
-waits in ``pending_approval`` until the hub has matched their payment and approves them
-through :meth:`LumaAdapter.approve_registration`.
+How the hub runs Luma: every event's ticket types require approval (``require_approval``,
+the documented mechanism; Luma has no event-level approval switch), so a guest waits in
+``pending_approval`` until the hub has matched their payment and approves them through
+:meth:`LumaAdapter.approve_registration`.
 
-Webhook signing is undocumented by Luma (contract Uncertain #6). The header name and the
-algorithm live only in :data:`WEBHOOK_SIGNATURE_HEADER` and :func:`sign_webhook`; the
-sandbox imports them from here, so changing them changes both sides.
+Webhooks: Luma returns a webhook secret but documents no signature header or algorithm
+(contract Uncertain #6), so this module verifies nothing: a delivery is a hint naming a
+guest, which the ingest re-reads with :meth:`LumaAdapter.get_registration`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 from collections.abc import Collection
@@ -39,42 +40,15 @@ from integrations.base import ChannelAdapter, ServerError, parse_timestamp
 log = logging.getLogger("hub.integrations.luma")
 
 API_KEY_HEADER = "x-luma-api-key"
-LIVE_BASE_URL = "https://api.lu.ma"
-LIVE_WEBHOOKS_BASE_URL = "https://public-api.luma.com"  # webhooks exist on the current API only
-LEGACY = "/public/v1"
-
-# --------------------------------------------------------------------------- webhooks signing
-
-WEBHOOK_SIGNATURE_HEADER = "x-luma-signature"
-"""Header carrying the signature of a webhook delivery (third-party guess, unconfirmed)."""
-
-
-def sign_webhook(secret: str, body: bytes) -> str:
-    """Signature of a delivery: hex HMAC-SHA256 of the raw body keyed by the webhook secret."""
-    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify_webhook_signature(secret: str, body: bytes, header_value: str | None) -> bool:
-    """Constant-time check of :data:`WEBHOOK_SIGNATURE_HEADER` against ``body``.
-
-    Accepts the bare hex digest or a ``sha256=`` prefixed one; anything else is False.
-    """
-    if not secret or not header_value:
-        return False
-    given = header_value.strip()
-    if given.lower().startswith("sha256="):
-        given = given[7:]
-    try:
-        return hmac.compare_digest(sign_webhook(secret, body), given.lower())
-    except TypeError:  # non-ASCII header value
-        return False
+TICKET_TYPE_NAME = "General admission"  # only when an event has no ticket type at all
 
 
 def webhook_guest_ref(payload: dict[str, Any]) -> tuple[str, str] | None:
     """(event id, guest id) named by a ``guest.*`` webhook payload, or None.
 
-    The receiver re-reads that guest with :meth:`LumaAdapter.get_registration` before
-    trusting the payload. Both the legacy (``api_id``) and current (``id``) names are read.
+    Only these ids are read from a delivery (an unverified hint); the guest itself is
+    re-read with :meth:`LumaAdapter.get_registration`. Both the legacy (``api_id``) and
+    current (``id``) names are read.
     """
     if not str(payload.get("type", "")).startswith("guest."):
         return None
@@ -162,12 +136,10 @@ def registration_from_guest(
 
 
 class LumaAdapter(ChannelAdapter):
-    """Luma through its legacy public API (``{base_url}/public/v1/...``).
+    """Luma through its current public API (``{base_url}/v1/...``).
 
-    ``base_url`` is ``https://api.lu.ma`` live or the sandbox (``http://127.0.0.1:8103``).
-    Webhooks exist only on the current API host; ``webhooks_base_url`` defaults to
-    ``https://public-api.luma.com`` when ``base_url`` is the live legacy host, else to
-    ``base_url`` (the sandbox serves both).
+    ``base_url`` is ``https://public-api.luma.com`` live (the ``servers`` entry of the
+    current document) or the sandbox (``http://127.0.0.1:8103``).
     """
 
     platform = Platform.LUMA
@@ -178,15 +150,10 @@ class LumaAdapter(ChannelAdapter):
         *,
         api_key: str,
         client: httpx.AsyncClient | None = None,
-        webhooks_base_url: str | None = None,
         timeout: float = 30.0,
     ) -> None:
         super().__init__(base_url, client=client, timeout=timeout)
         self._api_key = api_key
-        if webhooks_base_url is None:
-            live = self.base_url in (LIVE_BASE_URL, "https://public-api.lu.ma")
-            webhooks_base_url = LIVE_WEBHOOKS_BASE_URL if live else self.base_url
-        self.webhooks_base_url = webhooks_base_url.rstrip("/")
 
     def __repr__(self) -> str:  # never show the key
         return f"LumaAdapter(base_url={self.base_url!r})"
@@ -199,9 +166,8 @@ class LumaAdapter(ChannelAdapter):
         *,
         params: dict[str, Any] | None = None,
         json_body: dict[str, Any] | None = None,
-        base: str | None = None,
     ) -> dict[str, Any]:
-        url = f"{base or self.base_url}{path}"
+        url = f"{self.base_url}{path}"
         headers = {API_KEY_HEADER: self._api_key, "accept": "application/json"}
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         response = await self._send(method, url, headers=headers, params=clean, json=json_body)
@@ -227,8 +193,20 @@ class LumaAdapter(ChannelAdapter):
     def _scrub(self, text: str) -> str:
         return text.replace(self._api_key, "***") if self._api_key else text
 
+    async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every entry of a cursor-paginated listing."""
+        entries: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            body = await self._call("GET", path, params={**params, "pagination_cursor": cursor})
+            entries.extend(e for e in body.get("entries") or [] if isinstance(e, dict))
+            cursor = body.get("next_cursor")
+            if not body.get("has_more") or not cursor:
+                return entries
+
     # -- publishing ------------------------------------------------------------------
     def _event_payload(self, event: Event, capacity: int) -> dict[str, Any]:
+        """The ``/v1/events/create`` body (also the update body, with ``event_id``)."""
         payload: dict[str, Any] = {
             "name": event.title,
             "start_at": _iso(_aware(event.starts_at, event.timezone)),
@@ -237,7 +215,6 @@ class LumaAdapter(ChannelAdapter):
             "description_md": event.description,
             "max_capacity": capacity,
             "visibility": "public",
-            "require_rsvp_approval": True,
         }
         if event.venue_address:
             address = event.venue_address
@@ -249,28 +226,63 @@ class LumaAdapter(ChannelAdapter):
         return payload
 
     async def _publication(self, platform_event_id: str) -> ChannelPublication:
-        body = await self._call("GET", f"{LEGACY}/event/get", params={"api_id": platform_event_id})
-        luma_event = body.get("event") or {}
+        body = await self._call("GET", "/v1/events/get", params={"event_id": platform_event_id})
         return ChannelPublication(
             platform=Platform.LUMA,
             platform_event_id=platform_event_id,
-            url=luma_event.get("url"),
+            url=body.get("url"),
             status="published",
             raw=body,
         )
 
-    async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
-        """Create the event (approval required, ``capacity`` seats) and read back its URL.
+    async def require_approval(self, platform_event_id: str) -> None:
+        """Make every ticket type of the event require approval (hidden ones included).
 
-        Luma events made through the API are public at once; there is no draft step. Call
-        :meth:`find_existing` first when retrying (the port's idempotency rule).
+        Approval is a property of ticket types in Luma's API (``require_approval``); an
+        event with no ticket type gets one free ticket type that requires approval.
+        """
+        types = await self._call(
+            "GET",
+            "/v1/events/ticket-types/list",
+            params={"event_id": platform_event_id, "include_hidden": "true"},
+        )
+        entries = [t for t in types.get("entries") or [] if isinstance(t, dict)]
+        for ticket_type in entries:
+            if ticket_type.get("require_approval") is not True:
+                await self._call(
+                    "POST",
+                    "/v1/events/ticket-types/update",
+                    json_body={"event_ticket_type_id": ticket_type["id"], "require_approval": True},
+                )
+        if not entries:
+            await self._call(
+                "POST",
+                "/v1/events/ticket-types/create",
+                json_body={
+                    "event_id": platform_event_id,
+                    "name": TICKET_TYPE_NAME,
+                    "type": "free",
+                    "require_approval": True,
+                },
+            )
+
+    async def publish_event(self, event: Event, capacity: int) -> ChannelPublication:
+        """Create the event (``capacity`` seats), make its ticket types require approval
+        and read back its URL.
+
+        Luma events made through the API are public at once; there is no draft step. The
+        approval is set before the URL is returned, so before anyone is sent to the page.
+        Call :meth:`find_existing` first when retrying (the port's idempotency rule); a
+        retried publish that finds its event calls :meth:`update_event`, which sets the
+        approval again.
         """
         created = await self._call(
-            "POST", f"{LEGACY}/event/create", json_body=self._event_payload(event, capacity)
+            "POST", "/v1/events/create", json_body=self._event_payload(event, capacity)
         )
-        event_id = created.get("api_id") or created.get("id")
+        event_id = created.get("id")
         if not event_id:
-            raise ServerError(self.platform.value, "event/create returned no api_id")
+            raise ServerError(self.platform.value, "events/create returned no id")
+        await self.require_approval(str(event_id))
         return await self._publication(str(event_id))
 
     async def find_existing(
@@ -283,7 +295,7 @@ class LumaAdapter(ChannelAdapter):
         while True:
             body = await self._call(
                 "GET",
-                f"{LEGACY}/calendar/list-events",
+                "/v1/calendars/events/list",
                 params={
                     "after": _iso(starts_at - window),
                     "before": _iso(starts_at + window),
@@ -291,19 +303,18 @@ class LumaAdapter(ChannelAdapter):
                     "pagination_limit": 50,
                 },
             )
-            for entry in body.get("entries") or []:
-                luma_event = entry.get("event") or {}
-                if str(luma_event.get("api_id") or entry.get("api_id")) in exclude:
+            for luma_event in body.get("entries") or []:
+                if not isinstance(luma_event, dict) or str(luma_event.get("id")) in exclude:
                     continue
                 start = parse_timestamp(luma_event.get("start_at"))
                 same_start = start is not None and abs(start - starts_at) < timedelta(seconds=1)
                 if (luma_event.get("name") or "").strip() == event.title.strip() and same_start:
                     return ChannelPublication(
                         platform=Platform.LUMA,
-                        platform_event_id=str(luma_event.get("api_id") or entry.get("api_id")),
+                        platform_event_id=str(luma_event["id"]),
                         url=luma_event.get("url"),
                         status="published",
-                        raw=entry,
+                        raw=luma_event,
                     )
             cursor = body.get("next_cursor")
             if not body.get("has_more") or not cursor:
@@ -313,45 +324,34 @@ class LumaAdapter(ChannelAdapter):
         self, event: Event, platform_event_id: str, capacity: int
     ) -> ChannelPublication:
         payload = self._event_payload(event, capacity)
-        payload["event_api_id"] = platform_event_id
-        await self._call("POST", f"{LEGACY}/event/update", json_body=payload)
+        payload["event_id"] = platform_event_id
+        await self._call("POST", "/v1/events/update", json_body=payload)
+        await self.require_approval(platform_event_id)
         return await self._publication(platform_event_id)
 
     async def update_capacity(self, platform_event_id: str, capacity: int) -> None:
         await self._call(
             "POST",
-            f"{LEGACY}/event/update",
-            json_body={"event_api_id": platform_event_id, "max_capacity": capacity},
+            "/v1/events/update",
+            json_body={"event_id": platform_event_id, "max_capacity": capacity},
         )
 
     async def close_sales(self, platform_event_id: str) -> None:
         """Stop Luma from giving anyone a new seat, without touching those who hold one.
 
-        The legacy API has no "close registration" switch, so ``max_capacity`` is pinned to
-        the number of guests holding a seat now (``approved`` + ``pending_approval``: pending
+        The API has no "close registration" switch, so ``max_capacity`` is pinned to the
+        number of guests holding a seat now (``approved`` + ``pending_approval``: pending
         guests are people the hub may still approve after payment). Anyone registering
         afterwards lands on Luma's waitlist, which the hub reads and can promote from
-        when a seat frees (Luma then waitlists rather than refusing, which is the behaviour
-        the hub wants).
+        when a seat frees.
         """
         holding = 0
         for status in ("approved", "pending_approval"):
-            cursor: str | None = None
-            while True:
-                body = await self._call(
-                    "GET",
-                    f"{LEGACY}/event/get-guests",
-                    params={
-                        "event_api_id": platform_event_id,
-                        "approval_status": status,
-                        "pagination_cursor": cursor,
-                        "pagination_limit": 100,
-                    },
-                )
-                holding += len(body.get("entries") or [])
-                cursor = body.get("next_cursor")
-                if not body.get("has_more") or not cursor:
-                    break
+            guests = await self._pages(
+                "/v1/events/guests/list",
+                {"event_id": platform_event_id, "approval_status": status, "pagination_limit": 100},
+            )
+            holding += len(guests)
         await self.update_capacity(platform_event_id, holding)
 
     # -- registrations ------------------------------------------------------------------
@@ -363,54 +363,53 @@ class LumaAdapter(ChannelAdapter):
         The returned ``next_cursor`` resumes after the last guest seen, so a later call
         returns only guests who registered since. Luma has no changed-since filter: status
         changes of guests already seen arrive by the ``guest.updated`` webhook (or a full
-        re-read with ``cursor=None`` during reconciliation). If a server omits
-        ``next_cursor`` on the last page, the given cursor is returned, so the next poll
+        re-read with ``cursor=None`` during reconciliation). ``next_cursor`` is optional in
+        the contract; when a page has none, the given cursor is returned, so the next poll
         re-reads that page (duplicates are harmless, ingest is idempotent) rather than
         starting over.
         """
         body = await self._call(
             "GET",
-            f"{LEGACY}/event/get-guests",
+            "/v1/events/guests/list",
             params={
-                "event_api_id": platform_event_id,
+                "event_id": platform_event_id,
                 "pagination_cursor": cursor,
                 "pagination_limit": page_size,
                 "sort_column": "registered_at",
                 "sort_direction": "asc",
             },
         )
-        items = []
-        for entry in body.get("entries") or []:
-            guest = entry.get("guest") if isinstance(entry.get("guest"), dict) else entry
-            items.append(registration_from_guest(platform_event_id, guest, raw=entry))
-        has_more = bool(body.get("has_more"))
+        items = [
+            registration_from_guest(platform_event_id, guest)
+            for guest in body.get("entries") or []
+            if isinstance(guest, dict)
+        ]
         return RegistrationPage(
             items=items,
             next_cursor=body.get("next_cursor") or cursor,
-            has_more=has_more,
+            has_more=bool(body.get("has_more")),
             raw={k: v for k, v in body.items() if k != "entries"},
         )
 
     async def get_registration(
         self, platform_event_id: str, platform_registration_id: str
     ) -> PlatformRegistration:
-        body = await self._call(
+        guest = await self._call(
             "GET",
-            f"{LEGACY}/event/get-guest",
-            params={"event_api_id": platform_event_id, "api_id": platform_registration_id},
+            "/v1/events/guests/get",
+            params={"event_id": platform_event_id, "id": platform_registration_id},
         )
-        guest = body.get("guest") or {}
-        return registration_from_guest(platform_event_id, guest, raw=body)
+        return registration_from_guest(platform_event_id, guest)
 
     async def _set_status(
         self, platform_event_id: str, guest_id: str, status: str, should_refund: bool
     ) -> None:
         await self._call(
             "POST",
-            f"{LEGACY}/event/update-guest-status",
+            "/v1/events/guests/update-status",
             json_body={
-                "event_api_id": platform_event_id,
-                "guest": {"type": "api_id", "api_id": guest_id},
+                "event_id": platform_event_id,
+                "guest_id": guest_id,
                 "status": status,
                 "should_refund": should_refund,
             },
@@ -450,21 +449,15 @@ class LumaAdapter(ChannelAdapter):
             platform_registration_id,
         )
 
-    # -- webhooks (current API) -----------------------------------------------------------
+    # -- the key ----------------------------------------------------------------------------
+    async def get_self(self) -> dict[str, Any]:
+        """The user the API key belongs to (``/v1/users/get-self``): a cheap check that the
+        key works, e.g. when credentials are stored."""
+        return await self._call("GET", "/v1/users/get-self")
+
+    # -- webhooks -----------------------------------------------------------------------
     async def list_webhooks(self) -> list[dict[str, Any]]:
-        hooks: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            body = await self._call(
-                "GET",
-                "/v1/webhooks/list",
-                params={"pagination_cursor": cursor},
-                base=self.webhooks_base_url,
-            )
-            hooks.extend(body.get("entries") or [])
-            cursor = body.get("next_cursor")
-            if not body.get("has_more") or not cursor:
-                return hooks
+        return await self._pages("/v1/webhooks/list", {})
 
     async def register_webhook(self, url: str, event_types: list[str]) -> dict[str, Any]:
         """Create the webhook, or return the one already registered for ``url`` with the
@@ -476,16 +469,11 @@ class LumaAdapter(ChannelAdapter):
                 return hook
             await self.delete_webhook(str(hook["id"]))
         return await self._call(
-            "POST",
-            "/v2/webhooks/create",
-            json_body={"url": url, "event_types": list(event_types)},
-            base=self.webhooks_base_url,
+            "POST", "/v2/webhooks/create", json_body={"url": url, "event_types": list(event_types)}
         )
 
     async def delete_webhook(self, webhook_id: str) -> None:
-        await self._call(
-            "POST", "/v1/webhooks/delete", json_body={"id": webhook_id}, base=self.webhooks_base_url
-        )
+        await self._call("POST", "/v1/webhooks/delete", json_body={"id": webhook_id})
 
 
 def _json(response: httpx.Response) -> Any:
