@@ -1,4 +1,11 @@
-"""The Meetup emulator over real HTTP: OAuth2, GraphQL shapes, RSVPs, faults, persistence."""
+"""The Meetup emulator over real HTTP: OAuth2, GraphQL shapes, RSVPs, faults, persistence.
+
+The emulator validates and executes with Meetup's real schema (graphql-core over
+contracts/meetup-gql-ext.introspection.json): the fields it used to invent (Event.venue,
+isOnline, going, waiting, rsvpsOpen, Group.upcomingEvents, rsvpSettings.rsvpLimit,
+``success`` on the RSVP payloads) are refused here, statuses are the real EventStatus
+values and times are printed with seconds.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +25,7 @@ from integrations.sandbox.credentials import (
     MEETUP_GROUP_URLNAME,
     MEETUP_REDIRECT_URI,
 )
-from integrations.sandbox.meetup import create_app, parse
+from integrations.sandbox.meetup import create_app
 
 CREATE = """
 mutation create($input: CreateEventInput!) {
@@ -45,7 +52,7 @@ def event_input(**overrides: Any) -> dict[str, Any]:
         "groupUrlname": MEETUP_GROUP_URLNAME,
         "title": "Python İstanbul #42",
         "description": "<p>Talks &amp; pizza</p>",
-        "startDateTime": "2026-06-01T19:00:00+03:00",
+        "startDateTime": "2027-06-01T19:00:00+03:00",
         "duration": "PT2H30M",
         "selfRsvp": False,
     }
@@ -125,7 +132,7 @@ class Gql:
     def create(self, **overrides: Any) -> dict[str, Any]:
         body = self(CREATE, {"input": event_input(**overrides)})
         payload = body["data"]["createEvent"]
-        assert payload["errors"] == [], payload
+        assert payload["errors"] is None, payload  # "Null if creation was successful"
         return payload["event"]
 
 
@@ -190,6 +197,34 @@ def test_oauth_code_flow_refresh_rotation_and_errors(http: httpx.Client) -> None
     assert unsupported.json()["error"] == "unsupported_grant_type"
 
 
+def test_unregistered_redirect_uri_is_refused_without_a_redirect(http: httpx.Client) -> None:
+    for uri in (
+        "https://evil.example/cb",
+        MEETUP_REDIRECT_URI + "/extra",
+        MEETUP_REDIRECT_URI[:-1],
+    ):
+        refused = http.get(
+            "/oauth2/authorize",
+            params={
+                "client_id": MEETUP_CLIENT_ID,
+                "response_type": "code",
+                "redirect_uri": uri,
+                "state": "s",
+            },
+        )
+        assert refused.status_code == 400, uri
+        assert "Location" not in refused.headers  # no code is ever sent to that address
+        assert refused.json()["error"] == "invalid_request"
+        assert "redirect_uri" in refused.json()["error_description"]
+
+    code = authorize(http)  # issued for the registered URI
+    elsewhere = token_request(
+        http, grant_type="authorization_code", redirect_uri="https://evil.example/cb", code=code
+    )
+    assert elsewhere.status_code == 400
+    assert elsewhere.json()["error"] == "invalid_grant"
+
+
 def test_revoked_refresh_token_and_its_access_tokens(http: httpx.Client) -> None:
     tokens = get_tokens(http)
     gql = Gql(http, tokens["access_token"])
@@ -224,11 +259,14 @@ def test_create_draft_then_publish(gql: Gql) -> None:
     event = gql.create(publishStatus="DRAFT", rsvpSettings={"rsvpLimit": 20}, venueId="online")
     assert event["id"].isdigit() and len(event["id"]) == 9
     assert event["status"] == "DRAFT"
+    # a sandbox event's public link is the sandbox's own page, never meetup.com
     assert event["eventUrl"] == (
-        f"https://www.meetup.com/{MEETUP_GROUP_URLNAME}/events/{event['id']}/"
+        f"{gql.http.base_url}/{MEETUP_GROUP_URLNAME}/events/{event['id']}/"
     )
-    assert event["dateTime"] == "2026-06-01T19:00+03:00"
-    assert event["endTime"] == "2026-06-01T21:30+03:00"
+    page = httpx.get(event["eventUrl"])
+    assert page.status_code == 200 and "Python İstanbul #42" in page.text
+    assert event["dateTime"] == "2027-06-01T19:00:00+03:00"  # with seconds, like the live API
+    assert event["endTime"] == "2027-06-01T21:30:00+03:00"
     assert event["duration"] == "PT2H30M"
     assert (event["maxTickets"], event["waitlistMode"]) == (20, "AUTO")
 
@@ -237,8 +275,8 @@ def test_create_draft_then_publish(gql: Gql) -> None:
         "{ event { id status token } errors { code field message } } }",
         {"id": event["id"]},
     )["data"]["publishEventDraft"]
-    assert published["errors"] == []
-    assert published["event"]["status"] == "PUBLISHED"
+    assert published["errors"] is None
+    assert published["event"]["status"] == "ACTIVE"  # EventStatus has no PUBLISHED
     assert published["event"]["token"] == event["token"]
 
     again = gql(
@@ -252,30 +290,55 @@ def test_create_draft_then_publish(gql: Gql) -> None:
         "{ success errors { code } } }",
         {"id": event["id"]},
     )["data"]["deleteEvent"]
-    assert deleted == {"success": True, "errors": []}
+    assert deleted == {"success": True, "errors": None}
     assert gql("query($id: ID!) { event(id: $id) { id } }", {"id": event["id"]})["data"] == {
         "event": None
     }
 
     default = gql.create(title="Published at once")
-    assert default["status"] == "PUBLISHED"
+    assert default["status"] == "ACTIVE"
     assert int(default["id"]) == int(event["id"]) + 1
-    assert (default["maxTickets"], default["waitlistMode"]) == (0, "OFF")
+    assert (default["maxTickets"], default["waitlistMode"]) == (0, "AUTO")
+
+    cancelled = gql(
+        "mutation($id: ID!) { deleteEvent(input: {eventId: $id, removeFromCalendar: false}) "
+        "{ success } }",
+        {"id": default["id"]},
+    )["data"]["deleteEvent"]
+    assert cancelled == {"success": True}
+    status = gql("query($id: ID!) { event(id: $id) { status } }", {"id": default["id"]})
+    assert status["data"]["event"]["status"] == "CANCELLED"
+
+    past = gql.create(startDateTime="2024-03-01T19:00:00+03:00")
+    assert past["status"] == "PAST"
 
 
 def test_mutation_input_errors_have_code_field_message(gql: Gql) -> None:
-    body = gql(CREATE, {"input": {"title": "x" * 81, "duration": "2 hours"}})
+    body = gql(
+        CREATE,
+        {
+            "input": event_input(
+                groupUrlname="someone-elses-group",
+                title="x" * 81,
+                duration="2 hours",
+                startDateTime="next tuesday",
+            )
+        },
+    )
     payload = body["data"]["createEvent"]
     assert payload["event"] is None
     by_field = {e["field"]: e for e in payload["errors"]}
-    assert set(by_field) == {"groupUrlname", "description", "startDateTime", "title", "duration"}
+    assert set(by_field) == {"groupUrlname", "startDateTime", "title", "duration"}
     for error in payload["errors"]:
         assert set(error) == {"code", "field", "message"}
         assert error["code"] and error["message"]
     assert "80" in by_field["title"]["message"]
 
-    bad_start = gql(CREATE, {"input": event_input(startDateTime="next tuesday")})
-    assert bad_start["data"]["createEvent"]["errors"][0]["field"] == "startDateTime"
+    # the schema's non-null fields (title, description, ...) are checked before anything
+    missing = gql(CREATE, {"input": {"title": "x"}})
+    assert "data" not in missing
+    assert {e["extensions"]["classification"] for e in missing["errors"]} == {"ValidationError"}
+    assert "description" in missing["errors"][0]["message"]
 
     unknown = gql(
         'mutation { editEvent(input: {eventId: "999", title: "t"}) '
@@ -298,6 +361,7 @@ def test_schema_errors_are_http_200_validation_errors(gql: Gql) -> None:
 
     unknown_op = gql("mutation { launchRocket(input: {}) { errors { code } } }")
     assert unknown_op["errors"][0]["extensions"]["classification"] == "ValidationError"
+    assert "launchRocket" in unknown_op["errors"][0]["message"]
 
     unknown_input = gql(CREATE, {"input": event_input(colour="red")})
     assert unknown_input["errors"][0]["extensions"]["classification"] == "ValidationError"
@@ -330,12 +394,19 @@ def test_aliases_fragments_variables_and_legacy_path(gql: Gql) -> None:
     }
     assert data["second"] == {"id": event["id"], "__typename": "Event"}
     assert gql('{ event(id: "1") { id } }')["data"] == {"event": None}
-    assert len(parse(query).operations) == 2
+    other = gql.http.post(
+        "/gql-ext",
+        json={"query": query, "variables": {"id": event["id"]}, "operationName": "other"},
+        headers={"Authorization": f"Bearer {gql.token}"},
+    )
+    assert other.json() == {"data": {"self": {"id": "186300000"}}}
+    ambiguous = gql(query, {"id": event["id"]})  # two operations, no operationName
+    assert ambiguous["errors"][0]["extensions"]["classification"] == "ValidationError"
 
 
 def test_group_events_connection_filters_by_time(gql: Gql) -> None:
-    ids = [gql.create(startDateTime=f"2026-07-0{d}T19:00:00+03:00")["id"] for d in (1, 2, 3)]
-    draft = gql.create(publishStatus="DRAFT", startDateTime="2026-07-02T19:00:00+03:00")
+    ids = [gql.create(startDateTime=f"2027-07-0{d}T19:00:00+03:00")["id"] for d in (1, 2, 3)]
+    draft = gql.create(publishStatus="DRAFT", startDateTime="2027-07-02T19:00:00+03:00")
     query = """query($u: String!, $from: DateTime, $to: DateTime, $after: String) {
       groupByUrlname(urlname: $u) {
         events(first: 2, after: $after, filter: {afterDateTime: $from, beforeDateTime: $to}) {
@@ -352,9 +423,15 @@ def test_group_events_connection_filters_by_time(gql: Gql) -> None:
     assert seen == [*ids, draft["id"]]
     window = gql(
         query,
-        {"u": MEETUP_GROUP_URLNAME, "from": "2026-07-02T18:59:00+03:00", "to": "2026-07-02T16:01Z"},
+        {"u": MEETUP_GROUP_URLNAME, "from": "2027-07-02T18:59:00+03:00", "to": "2027-07-02T16:01Z"},
     )["data"]["groupByUrlname"]["events"]
     assert {e["node"]["id"] for e in window["edges"]} == {ids[1], draft["id"]}
+    drafts = gql(
+        "query($u: String!) { groupByUrlname(urlname: $u) { events(filter: {status: [DRAFT]}) "
+        "{ edges { node { id status } } } } }",
+        {"u": MEETUP_GROUP_URLNAME},
+    )["data"]["groupByUrlname"]["events"]["edges"]
+    assert [e["node"] for e in drafts] == [{"id": draft["id"], "status": "DRAFT"}]
     assert gql('{ groupByUrlname(urlname: "other") { id } }')["data"] == {"groupByUrlname": None}
 
 
@@ -398,7 +475,7 @@ def test_rsvp_limit_waitlist_default_filter_and_promotion(gql: Gql) -> None:
         "{ event { maxTickets waitlistMode } errors { code } } }",
         {"id": event["id"]},
     )["data"]["editEvent"]
-    assert raise_limit["event"] == {"maxTickets": 0, "waitlistMode": "OFF"}
+    assert raise_limit["event"] == {"maxTickets": 0, "waitlistMode": "AUTO"}
     final = gql(RSVPS, {"id": event["id"], "statuses": ["WAITLIST"]})["data"]["event"]["rsvps"]
     assert final["totalCount"] == 0
 
@@ -416,7 +493,9 @@ def test_rsvp_cursors_are_base64_offsets_and_first_is_capped(gql: Gql) -> None:
     assert [e["node"]["id"] for e in page["edges"] + rest_page["edges"]] == ids
     assert rest_page["pageInfo"]["hasNextPage"] is False
     bad = gql(RSVPS, {"id": event["id"], "after": "%%%"})
-    assert bad["errors"][0]["message"].startswith("Invalid cursor")
+    assert "Invalid cursor" in bad["errors"][0]["message"]
+    assert bad["errors"][0]["extensions"]["classification"] == "DataFetchingException"
+    assert bad["errors"][0]["path"] == ["event", "rsvps"]
     wrong_type = gql(RSVPS, {"id": event["id"], "first": "ten"})
     assert wrong_type["errors"][0]["extensions"]["classification"] == "ValidationError"
 
@@ -432,7 +511,7 @@ def test_simulation_refuses_drafts_and_closed_events(gql: Gql) -> None:
         "mutation($id: ID!) { closeEventRsvps(input: {eventId: $id}) { errors { code } } }",
         {"id": event["id"]},
     )
-    assert closed["data"]["closeEventRsvps"]["errors"] == []
+    assert closed["data"]["closeEventRsvps"]["errors"] is None
     assert (
         gql.http.post(
             "/_sandbox/simulate/registrations", json={"event_id": event["id"], "count": 1}
@@ -498,3 +577,135 @@ def test_state_survives_a_restart(state_path: str) -> None:
             assert refreshed.status_code == 200
     finally:
         second.stop()
+
+
+# --------------------------------------------------------------------------- the real schema
+
+
+INVENTED_FIELDS = {
+    "Event.venue": "query($id: ID!) { event(id: $id) { venue { id } } }",
+    "Event.isOnline": "query($id: ID!) { event(id: $id) { isOnline } }",
+    "Event.going": "query($id: ID!) { event(id: $id) { going } }",
+    "Event.waiting": "query($id: ID!) { event(id: $id) { waiting } }",
+    "Event.rsvpsOpen": "query($id: ID!) { event(id: $id) { rsvpsOpen } }",
+    "RsvpOpenSettings.rsvpLimit": (
+        "query($id: ID!) { event(id: $id) { rsvpSettings { rsvpLimit } } }"
+    ),
+    "Group.upcomingEvents": (
+        "query($id: ID!) { event(id: $id) { group { upcomingEvents { totalCount } } } }"
+    ),
+    "CloseEventRsvpsPayload.success": (
+        "mutation($id: ID!) { closeEventRsvps(input: {eventId: $id}) { success } }"
+    ),
+    "OpenEventRsvpsPayload.success": (
+        "mutation($id: ID!) { openEventRsvps(input: {eventId: $id}) { success } }"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INVENTED_FIELDS))
+def test_fields_the_live_api_lacks_are_validation_errors(gql: Gql, name: str) -> None:
+    event = gql.create()
+    ref = {"id": event["id"]}
+    gql("mutation($id: ID!) { closeEventRsvps(input: {eventId: $id}) { errors { code } } }", ref)
+    reply = gql(INVENTED_FIELDS[name], ref)
+    assert "data" not in reply, reply
+    error = reply["errors"][0]
+    assert error["extensions"]["classification"] == "ValidationError"
+    assert error["locations"] and name.split(".")[-1] in error["message"]
+    # nothing ran: the RSVPs closed above were not re-opened by the refused mutation
+    still = gql("query($id: ID!) { event(id: $id) { rsvpSettings { rsvpsClosed } } }", ref)
+    assert still["data"]["event"]["rsvpSettings"]["rsvpsClosed"] is True
+
+
+def test_real_fields_work_rsvp_payload_event_and_rsvps_closed(gql: Gql) -> None:
+    event = gql.create(rsvpSettings={"rsvpLimit": 7})
+    closed = gql(
+        "mutation($id: ID!) { closeEventRsvps(input: {eventId: $id}) "
+        "{ event { id maxTickets rsvpSettings { rsvpsClosed } } errors { code } } }",
+        {"id": event["id"]},
+    )["data"]["closeEventRsvps"]
+    assert closed == {
+        "event": {"id": event["id"], "maxTickets": 7, "rsvpSettings": {"rsvpsClosed": True}},
+        "errors": None,
+    }
+    opened = gql(
+        "mutation($id: ID!) { openEventRsvps(input: {eventId: $id}) "
+        "{ event { rsvpSettings { rsvpsClosed } } } }",
+        {"id": event["id"]},
+    )["data"]["openEventRsvps"]
+    assert opened == {"event": {"rsvpSettings": {"rsvpsClosed": False}}}
+    details = gql(
+        "query($id: ID!) { event(id: $id) { eventType venues { id venueType } "
+        "group { urlname timezone } } }",
+        {"id": event["id"]},
+    )["data"]["event"]
+    assert details["eventType"] == "PHYSICAL" and details["venues"] == []
+    assert details["group"] == {"urlname": MEETUP_GROUP_URLNAME, "timezone": "Europe/Istanbul"}
+
+
+BAD_INPUTS = {
+    "amount is Int!, not a float": {"feeOption": {"amount": 150.5, "currency": "TRY"}},
+    "EventFeeOption has no 'required'": {"feeOption": {"amount": 150, "required": True}},
+    "paymentMethod enum (CASH | PAYPAL)": {"feeOption": {"amount": 150, "paymentMethod": "CARD"}},
+    "EventFeeCurrency enum": {"feeOption": {"amount": 150, "currency": "MXN"}},
+    "PublishStatus enum": {"publishStatus": "PUBLISHED_NOW"},
+    "nested RsvpSettings field": {"rsvpSettings": {"rsvpLimit": 5, "waitlist": True}},
+    "rsvpLimit is Int": {"rsvpSettings": {"rsvpLimit": "five"}},
+    "unknown top-level field": {"venue": {"name": "Kadıköy"}},
+    "String, not an object": {"title": {"en": "Python"}},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_wrong_input_types_enums_and_nested_fields_change_nothing(gql: Gql, case: str) -> None:
+    before = gql('{ groupByUrlname(urlname: "istanbul-python") { events { totalCount } } }')
+    reply = gql(CREATE, {"input": event_input(**BAD_INPUTS[case])})
+    assert "data" not in reply, reply  # refused as a whole, before any resolver ran
+    error = reply["errors"][0]
+    assert error["extensions"] == {"classification": "ValidationError"}
+    assert error["locations"] and error["message"]
+    after = gql('{ groupByUrlname(urlname: "istanbul-python") { events { totalCount } } }')
+    assert after == before  # no event was created
+
+
+def test_paid_event_fee_settings_and_no_waitlist(gql: Gql) -> None:
+    event = gql.create(
+        feeOption={"amount": 150, "currency": "TRY", "paymentMethod": "CASH"},
+        rsvpSettings={"rsvpLimit": 2},
+    )
+    assert event["waitlistMode"] == "OFF"  # "only ... where payments are required and ... limit"
+    fee = gql(
+        "query($id: ID!) { event(id: $id) { feeSettings { amount currency accepts required } } }",
+        {"id": event["id"]},
+    )["data"]["event"]["feeSettings"]
+    assert fee == {"amount": 150.0, "currency": "TRY", "accepts": "CASH", "required": True}
+    assert len(simulate(gql.http, event["id"], 5)) == 2  # full: nobody waits, nobody gets in
+
+    too_much = gql(CREATE, {"input": event_input(feeOption={"amount": 1_000_001})})
+    error = too_much["data"]["createEvent"]["errors"][0]
+    assert error["field"] == "feeOption.amount" and "1000000" in error["message"]
+
+    free_again = gql(
+        "mutation($id: ID!) { editEvent(input: {eventId: $id, feeOption: {enabled: false}}) "
+        "{ event { feeSettings { amount } waitlistMode } errors { code } } }",
+        {"id": event["id"]},
+    )["data"]["editEvent"]
+    assert free_again == {"event": {"feeSettings": None, "waitlistMode": "AUTO"}, "errors": None}
+
+
+def test_members_hide_their_email(gql: Gql) -> None:
+    event = gql.create()
+    simulate(gql.http, event["id"], 1)
+    reply = gql(
+        "query($id: ID!) { event(id: $id) { rsvps { edges { node { member { id email } } } } } }",
+        {"id": event["id"]},
+    )
+    assert reply["data"]["event"] is None  # Member.email is String!: the null propagates
+    assert "email" in reply["errors"][0]["message"]
+    assert reply["errors"][0]["extensions"]["classification"] == "DataFetchingException"
+
+
+def test_unmodelled_fields_say_so_instead_of_inventing(gql: Gql) -> None:
+    reply = gql('{ eventSearch(filter: {query: "python", lat: 41.0, lon: 29.0}) { totalCount } }')
+    assert "not emulated" in reply["errors"][0]["message"]
