@@ -8,8 +8,16 @@ www.eventbriteapi.com differ only in base URL and token.
 How the hub runs Eventbrite:
 
 - An event gets two ticket classes: the visible "General admission" (paid or free) that
-  carries the channel's capacity, and a hidden "Waitlist" class with capacity 0 that is
-  opened, through an access code, for the next waitlisted person when a seat frees.
+  carries the channel's capacity, and a hidden "Waitlist" class of one seat that only an
+  access code unlocks, for the next waitlisted person when a seat frees. Eventbrite refuses
+  a capacity of 0 for a normal ticket class ([E1] "Ticket Class Create": "For normal
+  ticket, null or 0 is not allowed"), so "no seats" is always said as a hidden class of
+  capacity 1, never as capacity 0.
+- A paid event is published only with payment options: checkout settings for its
+  currency linked to the event ([E1] "Publish an Event": NO_PAYMENT_OPTIONS and the
+  PAYMENT_OPTIONS_* codes). The adapter links the organization's existing settings for
+  that currency (payouts are set up once in Eventbrite by the organizer) and creates
+  Eventbrite Payment Processing settings for ``payout_country`` only when there are none.
 - Publishing is resumable: a retry after a crash finds the event it already made
   (:meth:`EventbriteAdapter.find_existing`) and the ticket classes it already added.
 - Webhooks carry no data and no signature: :meth:`EventbriteAdapter.fetch_api_url` reads
@@ -54,12 +62,14 @@ from integrations.base import (
 
 log = logging.getLogger("hub.integrations.eventbrite")
 
-LIVE_BASE_URL = "https://www.eventbriteapi.com"
+# The live base URL is hub.settings.LIVE_BASE_URLS["eventbrite"] (the one place).
 API_PREFIX = "/v3"
 ADMISSION_TICKET_NAME = "General admission"
 WAITLIST_TICKET_NAME = "Waitlist"
 TEST_PING_MARKER = "{api-endpoint-to-fetch-object-details}"
 REGISTRATION_ACTIONS = ("order.placed", "order.updated", "order.refunded", "attendee.updated")
+# [E1] "Checkout Settings (object)": Eventbrite Payment Processing.
+CHECKOUT_METHOD = "eventbrite"
 _ORDER_PATH = re.compile(r"^/v3/orders/(\d+)/?$")
 _ATTENDEE_PATH = re.compile(r"^/v3/events/(\d+)/attendees/(\d+)/?$")
 _MAX_PAGES = 10_000
@@ -72,6 +82,30 @@ def _utc(when: datetime) -> str:
     if when.tzinfo is None:
         raise ValueError("naive datetime given to the Eventbrite adapter")
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _seats(capacity: int) -> dict[str, Any]:
+    """A visible class of ``capacity`` seats, or, for none, hidden at the minimum of 1."""
+    return (
+        {"capacity": capacity, "hidden": False}
+        if capacity > 0
+        else {
+            "capacity": 1,
+            "hidden": True,
+        }
+    )
+
+
+def _usable_checkout(settings: dict[str, Any], currency: str) -> bool:
+    """Checkout settings a paid event in ``currency`` can be published with ([E1] publish
+    codes: a country, a checkout method, and PayPal's account when the method is PayPal)."""
+    method = settings.get("checkout_method")
+    return (
+        settings.get("currency_code") == currency
+        and bool(settings.get("country_code"))
+        and bool(method)
+        and (method != "paypal" or bool(settings.get("user_instrument_vault_id")))
+    )
 
 
 def _description_html(text: str) -> str:
@@ -220,6 +254,7 @@ class EventbriteAdapter(ChannelAdapter):
         organization_id: str,
         client: httpx.AsyncClient | None = None,
         timeout: float = 30.0,
+        payout_country: str | None = None,
     ) -> None:
         root = base_url.rstrip("/")
         if root.endswith(API_PREFIX):
@@ -227,6 +262,7 @@ class EventbriteAdapter(ChannelAdapter):
         super().__init__(root, client=client, timeout=timeout)
         self._token = token
         self.organization_id = str(organization_id)
+        self.payout_country = payout_country.upper() if payout_country else None
         self._api_origin = _origin(httpx.URL(self.base_url))
 
     def __repr__(self) -> str:
@@ -316,9 +352,12 @@ class EventbriteAdapter(ChannelAdapter):
 
     # -- publishing ------------------------------------------------------------
     def _event_body(self, event: Event, capacity: int | None, venue_id: str | None) -> dict:
+        # Publishing needs a description ([E1] "Publish an Event"): the title stands in
+        # for an empty one.
+        description = _description_html(event.description) or _description_html(event.title)
         body: dict[str, Any] = {
             "name": {"html": html.escape(event.title, quote=False)},
-            "description": {"html": _description_html(event.description)},
+            "description": {"html": description},
             "start": {"timezone": event.timezone, "utc": _utc(event.starts_at)},
             "end": {"timezone": event.timezone, "utc": _utc(event.ends_at)},
             "currency": event.currency,
@@ -360,15 +399,16 @@ class EventbriteAdapter(ChannelAdapter):
         return await self._paged(f"events/{platform_event_id}/ticket_classes", "ticket_classes")
 
     @staticmethod
-    def _find_class(classes: list[dict], name: str, hidden: bool) -> dict[str, Any] | None:
+    def _find_class(classes: list[dict], name: str) -> dict[str, Any] | None:
+        """The hub's class by name (the admission class is hidden while it has no seats)."""
         for tc in classes:
-            if tc.get("name") == name and bool(tc.get("hidden")) == hidden:
+            if tc.get("name") == name:
                 return tc
         return None
 
     async def _admission(self, platform_event_id: str) -> tuple[dict, list[dict]]:
         classes = await self.ticket_classes(platform_event_id)
-        admission = self._find_class(classes, ADMISSION_TICKET_NAME, hidden=False)
+        admission = self._find_class(classes, ADMISSION_TICKET_NAME)
         if admission is None:
             raise NotFound(
                 self.platform.value,
@@ -447,7 +487,7 @@ class EventbriteAdapter(ChannelAdapter):
         draft = event_json.get("status") == "draft"
 
         classes = await self.ticket_classes(event_id)
-        admission = self._find_class(classes, ADMISSION_TICKET_NAME, hidden=False)
+        admission = self._find_class(classes, ADMISSION_TICKET_NAME)
         if admission is None:
             admission = await self._call(
                 "POST",
@@ -455,21 +495,23 @@ class EventbriteAdapter(ChannelAdapter):
                 json_body={
                     "ticket_class": {
                         "name": ADMISSION_TICKET_NAME,
-                        "capacity": capacity,
-                        "hidden": False,
+                        **_seats(capacity),
                         "minimum_quantity": 1,
                         "sales_end": _utc(event.starts_at),
                         **self._price_fields(event),
                     }
                 },
             )
-        elif draft and int(admission.get("capacity") or 0) != capacity:
+        elif draft and (
+            int(admission.get("capacity") or 0),
+            bool(admission.get("hidden")),
+        ) != tuple(_seats(capacity).values()):
             admission = await self._call(
                 "POST",
                 f"events/{event_id}/ticket_classes/{admission['id']}",
-                json_body={"ticket_class": {"capacity": capacity}},
+                json_body={"ticket_class": _seats(capacity)},
             )
-        waitlist = self._find_class(classes, WAITLIST_TICKET_NAME, hidden=True)
+        waitlist = self._find_class(classes, WAITLIST_TICKET_NAME)
         if waitlist is None:
             waitlist = await self._call(
                 "POST",
@@ -477,7 +519,7 @@ class EventbriteAdapter(ChannelAdapter):
                 json_body={
                     "ticket_class": {
                         "name": WAITLIST_TICKET_NAME,
-                        "capacity": 0,
+                        "capacity": 1,  # the minimum; only an access code unlocks it
                         "hidden": True,
                         "minimum_quantity": 1,
                         "maximum_quantity": 1,
@@ -488,6 +530,8 @@ class EventbriteAdapter(ChannelAdapter):
             )
 
         publish_reply: dict[str, Any] = {"published": True, "already": True}
+        if draft and not event.is_free:
+            await self._ensure_payment_options(event_id, event.currency)
         if draft:
             try:
                 publish_reply = await self._call("POST", f"events/{event_id}/publish")
@@ -510,18 +554,77 @@ class EventbriteAdapter(ChannelAdapter):
             },
         )
 
+    async def _ensure_payment_options(self, event_id: str, currency: str) -> dict[str, Any]:
+        """Link checkout settings for ``currency`` to the event before it is published.
+
+        Reuses what is linked already, then the organization's settings for the currency
+        (set up once in Eventbrite with the payout account), and creates Eventbrite Payment
+        Processing settings for :attr:`payout_country` only when there are none. Each step
+        reads first, so a retry after a crash links once and creates nothing twice.
+        """
+        linked = await self._call("GET", f"events/{event_id}/checkout_settings")
+        for settings in linked.get("checkout_settings") or []:
+            if _usable_checkout(settings, currency):
+                return settings
+        known = await self._paged(
+            f"organizations/{self.organization_id}/checkout_settings",
+            "checkout_settings",
+            {"currency": currency},
+        )
+        chosen = next((s for s in known if _usable_checkout(s, currency)), None)
+        if chosen is None:
+            if not self.payout_country:
+                raise ValidationFailed(
+                    self.platform.value,
+                    f"no Eventbrite payment options for {currency} and no payout_country "
+                    "configured: set up payouts for this currency in Eventbrite, or store "
+                    "payout_country with the Eventbrite credentials",
+                    field="payout_country",
+                    code="NO_PAYMENT_OPTIONS",
+                )
+            chosen = await self._call(
+                "POST",
+                f"organizations/{self.organization_id}/checkout_settings",
+                json_body={
+                    "checkout_settings": {
+                        "country_code": self.payout_country,
+                        "currency_code": currency,
+                        "checkout_method": CHECKOUT_METHOD,
+                    }
+                },
+            )
+        await self._call(
+            "POST",
+            f"events/{event_id}/checkout_settings",
+            json_body={"checkout_settings_ids": [str(chosen["id"])]},
+        )
+        return chosen
+
     async def update_event(
         self, event: Event, platform_event_id: str, capacity: int
     ) -> ChannelPublication:
-        """Title, description, times, venue, price and capacity (never below seats sold)."""
+        """Title, description, times, venue, price and capacity (never below seats sold).
+
+        The dates are sent only when they change: Eventbrite refuses any date in the past
+        (INVALID_DATE), so resending unchanged dates would stop a started event from being
+        renamed or resized.
+        """
         admission, classes = await self._admission(platform_event_id)
         sold_total = sum(int(tc.get("quantity_sold") or 0) for tc in classes)
         venue_id = await self._ensure_venue(event)
-        event_json = await self._call(
-            "POST",
-            f"events/{platform_event_id}",
-            json_body=self._event_body(event, max(capacity, sold_total), venue_id),
-        )
+        current = await self._call("GET", f"events/{platform_event_id}")
+        body = self._event_body(event, max(capacity, sold_total), venue_id)
+        fields = body["event"]
+        if all(
+            {k: (current.get(key) or {}).get(k) for k in ("timezone", "utc")} == fields[key]
+            for key in ("start", "end")
+        ):
+            del fields["start"], fields["end"]
+        if current.get("currency") == fields["currency"]:
+            del fields["currency"]
+        if not event.is_free:
+            await self._ensure_payment_options(platform_event_id, event.currency)
+        event_json = await self._call("POST", f"events/{platform_event_id}", json_body=body)
         others_sold = sold_total - int(admission.get("quantity_sold") or 0)
         admission = await self._set_admission_capacity(
             platform_event_id,
@@ -565,7 +668,9 @@ class EventbriteAdapter(ChannelAdapter):
         then just :meth:`update_capacity` when a seat frees, there is no clock skew
         between our "now" and Eventbrite's, and the hidden waitlist class stays usable
         because the event's own capacity is left alone. If an order lands between our
-        read and our write, Eventbrite refuses a capacity below sold and we re-read.
+        read and our write, Eventbrite refuses a capacity below sold and we re-read. With
+        nothing sold the class is hidden instead (capacity 0 is refused, see the module
+        docstring); :meth:`update_capacity` shows it again.
         """
         admission, _ = await self._admission(platform_event_id)
         await self._set_admission_capacity(
@@ -588,7 +693,7 @@ class EventbriteAdapter(ChannelAdapter):
                 return await self._call(
                     "POST",
                     path,
-                    json_body={"ticket_class": {"capacity": capacity_of(current), **(extra or {})}},
+                    json_body={"ticket_class": {**_seats(capacity_of(current)), **(extra or {})}},
                 )
             except ValidationFailed as exc:
                 lost_race = exc.field is not None and exc.field.endswith("capacity")

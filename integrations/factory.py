@@ -69,6 +69,7 @@ def build_adapter(
             token=creds["token"],
             organization_id=creds.get("organization_id", settings.eventbrite_organization_id),
             client=client,
+            payout_country=creds.get("payout_country"),
         )
     if platform is Platform.LUMA:
         from integrations.luma import LumaAdapter
@@ -86,7 +87,11 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
 
     vault.set(
         "eventbrite",
-        {"token": sc.EVENTBRITE_TOKEN, "organization_id": sc.EVENTBRITE_ORGANIZATION_ID},
+        {
+            "token": sc.EVENTBRITE_TOKEN,
+            "organization_id": sc.EVENTBRITE_ORGANIZATION_ID,
+            "payout_country": sc.EVENTBRITE_PAYOUT_COUNTRY,
+        },
     )
     vault.set("luma", {"api_key": sc.LUMA_API_KEY})
     vault.set(

@@ -73,6 +73,7 @@ def sandbox_of(server: ServerHandle):
 
 def adapter(server: ServerHandle, **kwargs) -> EventbriteAdapter:
     kwargs.setdefault("token", TOKEN)
+    kwargs.setdefault("payout_country", "TR")
     return EventbriteAdapter(server.url, organization_id=ORG, **kwargs)
 
 
@@ -114,7 +115,9 @@ async def test_publish_paid_event_end_to_end(server: ServerHandle) -> None:
         publication = await eb.publish_event(event, 60)
         assert publication.platform is Platform.EVENTBRITE
         assert publication.status == "live"
-        assert publication.url.startswith("https://www.eventbrite.com/e/python-istanbul-42")
+        # The public URL is the sandbox's page, and it shows the published event.
+        assert publication.url.startswith(f"{server.url}/e/python-istanbul-42")
+        assert httpx.get(publication.url).status_code == 200
         raw_event = publication.raw["event"]
         assert raw_event["status"] == "live" and raw_event["capacity"] == 60
         assert raw_event["name"]["text"] == event.title
@@ -127,7 +130,13 @@ async def test_publish_paid_event_end_to_end(server: ServerHandle) -> None:
         assert admission["name"] == "General admission" and admission["hidden"] is False
         assert admission["cost"]["value"] == 25000 and admission["capacity"] == 60
         assert waitlist["name"] == "Waitlist" and waitlist["hidden"] is True
-        assert waitlist["capacity"] == 0 and waitlist["cost"]["value"] == 25000
+        # Capacity 0 is refused for a normal ticket: the waitlist is one hidden seat.
+        assert waitlist["capacity"] == 1 and waitlist["cost"]["value"] == 25000
+        (settings,) = (
+            await eb._call("GET", f"events/{publication.platform_event_id}/checkout_settings")
+        )["checkout_settings"]
+        assert (settings["currency_code"], settings["country_code"]) == ("TRY", "TR")
+        assert settings["checkout_method"] == "eventbrite"
 
         found = await eb.find_existing(event)
         assert found is not None and found.platform_event_id == publication.platform_event_id
@@ -141,6 +150,7 @@ async def test_publish_paid_event_end_to_end(server: ServerHandle) -> None:
         assert second.raw["event"]["venue_id"] == raw_event["venue_id"]  # venue reused
     store = sandbox_of(server).store
     assert store.count("event") == 2 and store.count("venue") == 1
+    assert store.count("checkout_settings") == 1  # created once, linked to both events
 
 
 async def test_publish_free_online_event(server: ServerHandle) -> None:
@@ -185,7 +195,7 @@ async def test_create_validation_errors_are_typed(server: ServerHandle) -> None:
     assert sandbox_of(server).store.count("ticket_class") == 0
 
 
-@pytest.mark.parametrize("fail_on", ["/publish/", "/ticket_classes/"])
+@pytest.mark.parametrize("fail_on", ["/publish/", "/ticket_classes/", "/checkout_settings/"])
 async def test_publish_resumes_without_duplicates(server: ServerHandle, fail_on: str) -> None:
     """A crash between two steps (here: a 503 on that step) is finished by a retry."""
     controls = sandbox_of(server).controls
@@ -210,6 +220,7 @@ async def test_publish_resumes_without_duplicates(server: ServerHandle, fail_on:
     store = sandbox_of(server).store
     assert store.count("event") == 1
     assert store.count("ticket_class") == 2
+    assert store.count("checkout_settings") == 1
     assert publication.status == "live" and publication.raw["event"]["status"] == "live"
     assert {tc["name"] for tc in publication.raw["ticket_classes"]} == {
         "General admission",

@@ -1,8 +1,13 @@
-"""The Eventbrite emulator over real HTTP: wire format, errors, pagination, webhooks, faults
-and persistence across a restart."""
+"""The Eventbrite emulator over real HTTP: wire format, the documented errors, payment
+options, pagination, webhooks, faults and persistence across a restart.
+
+Error codes are those of Eventbrite's API Blueprint ([E1] in CONTRACTS.md Part 1 section 2)
+for the operation at hand; tests/test_contract_eventbrite.py checks the emulator with the
+official SDK and the adapter's requests on the wire."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -80,12 +85,30 @@ def sandbox_of(server: ServerHandle):
     return server.app.extensions["sandbox"]
 
 
+def add_payment_options(api: httpx.Client, event_id: str, **fields: object) -> dict:
+    """Checkout settings for the event's currency, linked to the event."""
+    settings = {"country_code": "TR", "currency_code": "TRY", "checkout_method": "eventbrite"}
+    settings.update(fields)
+    created = api.post(
+        f"/organizations/{ORG}/checkout_settings/", json={"checkout_settings": settings}
+    )
+    assert created.status_code == 200, created.text
+    linked = api.post(
+        f"/events/{event_id}/checkout_settings/",
+        json={"checkout_settings_ids": [created.json()["id"]]},
+    )
+    assert linked.status_code == 200, linked.text
+    return created.json()
+
+
 def make_live_event(api: httpx.Client, *, capacity: int = 100, cost: str | None = "TRY,25000"):
     event = api.post(f"/organizations/{ORG}/events/", json=event_body(capacity=capacity)).json()
     tc = {"name": "General admission", "capacity": capacity}
     tc.update({"cost": cost} if cost else {"free": True})
     ticket = api.post(f"/events/{event['id']}/ticket_classes/", json={"ticket_class": tc})
     assert ticket.status_code == 200, ticket.text
+    if cost:
+        add_payment_options(api, event["id"])
     assert api.post(f"/events/{event['id']}/publish/").json() == {"published": True}
     return event, ticket.json()
 
@@ -125,7 +148,10 @@ def test_create_event_shape_and_validation(api: httpx.Client) -> None:
     assert created.status_code == 200
     event = created.json()
     assert len(event["id"]) == 12 and event["id"].isdigit()
-    assert event["url"] == f"https://www.eventbrite.com/e/python-istanbul-42-tickets-{event['id']}"
+    # The public URL is the sandbox's own page, never eventbrite.com.
+    assert event["url"] == f"{api.base_url.scheme}://{api.base_url.netloc.decode()}" + (
+        f"/e/python-istanbul-42-tickets-{event['id']}"
+    )
     assert event["status"] == "draft" and event["capacity"] == 80
     assert event["name"] == {"text": "Python İstanbul #42", "html": "Python İstanbul #42"}
     assert event["start"]["utc"] == z(START)
@@ -143,12 +169,9 @@ def test_create_event_shape_and_validation(api: httpx.Client) -> None:
     conflict = api.post(f"/organizations/{ORG}/events/", json=backwards)
     assert (conflict.status_code, conflict.json()["error"]) == (400, "DATE_CONFLICT")
 
-    bad_time = event_body(start={"timezone": "Mars/Olympus", "utc": "tomorrow"})
+    bad_time = event_body(start={"timezone": "Europe/Istanbul", "utc": "tomorrow"})
     detail = api.post(f"/organizations/{ORG}/events/", json=bad_time).json()["error_detail"]
-    assert detail["ARGUMENTS_ERROR"] == {
-        "event.start.timezone": ["INVALID"],
-        "event.start.utc": ["INVALID"],
-    }
+    assert detail["ARGUMENTS_ERROR"] == {"event.start.utc": ["INVALID"]}
 
     venue = api.post(
         f"/organizations/{ORG}/venues/", json={"venue": {"name": "Kolektif House"}}
@@ -188,6 +211,9 @@ def test_ticket_class_rules_and_publish(api: httpx.Client) -> None:
 
     no_classes = api.post(f"/events/{event['id']}/publish/")
     assert no_classes.status_code == 400
+    assert no_classes.json()["error_detail"]["ARGUMENTS_ERROR"] == {
+        "event.ticket_classes": ["MISSING"]
+    }
 
     def tc(**fields: object) -> httpx.Response:
         return api.post(path, json={"ticket_class": {"name": "GA", "capacity": 10, **fields}})
@@ -204,21 +230,173 @@ def test_ticket_class_rules_and_publish(api: httpx.Client) -> None:
     assert len(paid["id"]) == 9 and paid["id"].isdigit()
     assert paid["cost"]["value"] == 25000 and paid["cost"]["currency"] == "TRY"
     assert paid["cost"]["major_value"] == "250.00"
-    assert paid["on_sale_status"] == "AVAILABLE" and paid["sales_end"] == z(START)
-    hidden = tc(name="Waitlist", capacity=0, hidden=True, cost="TRY,25000").json()
-    assert hidden["hidden"] is True and hidden["on_sale_status"] == "SOLD_OUT"
+    # "leave empty for 'one hour before event start'"
+    assert paid["on_sale_status"] == "AVAILABLE"
+    assert paid["sales_end"] == z(START - timedelta(hours=1))
+    # "For normal ticket, null or 0 is not allowed" (capacity).
+    zero = tc(name="Waitlist", capacity=0, hidden=True, cost="TRY,25000")
+    assert (zero.status_code, zero.json()["error"]) == (400, "NO_QUANTITY_TOTAL")
+    no_capacity = api.post(path, json={"ticket_class": {"name": "GA", "free": True}})
+    assert no_capacity.json()["error"] == "NO_QUANTITY_TOTAL"
+    hidden = tc(name="Waitlist", capacity=1, hidden=True, cost="TRY,25000").json()
+    assert hidden["hidden"] is True and hidden["on_sale_status"] == "AVAILABLE"
 
     updated = api.post(f"{path}{hidden['id']}/", json={"ticket_class": {"capacity": 2}}).json()
     assert updated["capacity"] == 2
+    to_zero = api.post(f"{path}{hidden['id']}/", json={"ticket_class": {"capacity": 0}})
+    assert to_zero.json()["error"] == "NO_QUANTITY_TOTAL"
 
     listed = api.get(path).json()
     assert [t["id"] for t in listed["ticket_classes"]] == [paid["id"], hidden["id"]]
     assert listed["pagination"]["has_more_items"] is False
 
+    # A paid event needs payment options (checkout settings) before it can be published.
+    unpaid = api.post(f"/events/{event['id']}/publish/")
+    assert (unpaid.status_code, unpaid.json()["error"]) == (400, "NO_PAYMENT_OPTIONS")
+    assert api.get(f"/events/{event['id']}/").json()["status"] == "draft"
+    add_payment_options(api, event["id"])
     assert api.post(f"/events/{event['id']}/publish/").json() == {"published": True}
     assert api.get(f"/events/{event['id']}/").json()["status"] == "live"
     again = api.post(f"/events/{event['id']}/publish/")
     assert (again.status_code, again.json()["error"]) == (400, "ALREADY_PUBLISHED_OR_DELETED")
+
+
+def test_dates_timezones_and_summary_are_validated(api: httpx.Client) -> None:
+    def create(**overrides: object) -> httpx.Response:
+        return api.post(f"/organizations/{ORG}/events/", json=event_body(**overrides))
+
+    past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    in_past = create(
+        start={"timezone": "Europe/Istanbul", "utc": z(past)},
+        end={"timezone": "Europe/Istanbul", "utc": z(past + timedelta(hours=2))},
+    )
+    assert (in_past.status_code, in_past.json()["error"]) == (400, "INVALID_DATE")
+    assert set(in_past.json()) == {"status_code", "error", "error_description"}
+    assert in_past.json()["status_code"] == 400
+
+    mixed = create(end={"timezone": "Europe/Berlin", "utc": z(START + timedelta(hours=2))})
+    assert mixed.json()["error"] == "DIFFERENT_TIMEZONES"
+    nowhere = create(
+        start={"timezone": "Mars/Olympus", "utc": z(START)},
+        end={"timezone": "Mars/Olympus", "utc": z(START + timedelta(hours=2))},
+    )
+    assert nowhere.json()["error"] == "UNSUPPORTED_TIMEZONE"
+    both = create(summary="Short and sweet")
+    assert both.json()["error"] == "SUMMARY_DESCRIPTION_CONFLICT"
+
+    body = event_body(summary="Talks <b>and</b> pizza")
+    del body["event"]["description"]
+    summarized = api.post(f"/organizations/{ORG}/events/", json=body).json()
+    assert summarized["summary"] == "Talks and pizza"  # plaintext, HTML removed
+
+    event = create().json()
+    moved = api.post(
+        f"/events/{event['id']}/",
+        json={"event": {"start": {"timezone": "Europe/Istanbul", "utc": z(past)}}},
+    )
+    assert moved.json()["error"] == "INVALID_DATE"
+    renamed = api.post(f"/events/{event['id']}/", json={"event": {"name": {"html": "New"}}})
+    assert renamed.json()["name"]["text"] == "New"
+
+
+def test_payment_options_are_required_to_publish_paid_events(api: httpx.Client) -> None:
+    def paid_draft() -> str:
+        event = api.post(f"/organizations/{ORG}/events/", json=event_body()).json()
+        api.post(
+            f"/events/{event['id']}/ticket_classes/",
+            json={"ticket_class": {"name": "GA", "capacity": 5, "cost": "TRY,10000"}},
+        )
+        return event["id"]
+
+    def publish_error(event_id: str) -> str:
+        reply = api.post(f"/events/{event_id}/publish/")
+        assert reply.status_code == 400, reply.text
+        return reply.json()["error"]
+
+    cases = [
+        ({"currency_code": "EUR"}, "NO_PAYMENT_OPTIONS"),  # none for the event's currency
+        ({"country_code": None}, "PAYMENT_OPTIONS_NO_COUNTRY"),
+        ({"checkout_method": None}, "PAYMENT_OPTIONS_NO_PAYMENT_TYPE"),
+        ({"checkout_method": "paypal"}, "PAYMENT_OPTIONS_PAYPAL_NO_EMAIL"),
+    ]
+    for fields, code in cases:
+        event_id = paid_draft()
+        add_payment_options(api, event_id, **fields)
+        assert publish_error(event_id) == code, fields
+
+    event_id = paid_draft()
+    settings = add_payment_options(
+        api, event_id, checkout_method="paypal", user_instrument_vault_id="PAYPAL-ACCOUNT-1"
+    )
+    assert settings["checkout_method"] == "paypal" and settings["country_code"] == "TR"
+    assert api.post(f"/events/{event_id}/publish/").json() == {"published": True}
+    expanded = api.get(f"/events/{event_id}/", params={"expand": "checkout_settings"}).json()
+    assert [s["id"] for s in expanded["checkout_settings"]] == [settings["id"]]
+    listed = api.get(f"/organizations/{ORG}/checkout_settings/", params={"currency": "TRY"})
+    assert settings["id"] in {s["id"] for s in listed.json()["checkout_settings"]}
+
+    bad = api.post(
+        f"/organizations/{ORG}/checkout_settings/",
+        json={"checkout_settings": {"currency_code": "TRY", "checkout_method": "cash"}},
+    )
+    assert bad.json()["error_detail"]["ARGUMENTS_ERROR"] == {
+        "checkout_settings.checkout_method": ["INVALID"]
+    }
+    foreign = api.post(
+        f"/events/{paid_draft()}/checkout_settings/", json={"checkout_settings_ids": ["1"]}
+    )
+    assert foreign.json()["error_detail"]["ARGUMENTS_ERROR"] == {
+        "checkout_settings_ids": ["INVALID"]
+    }
+
+
+def test_lifecycle_codes(api: httpx.Client, server: ServerHandle) -> None:
+    event, ticket = make_live_event(api, capacity=5)
+    draft = api.post(f"/organizations/{ORG}/events/", json=event_body()).json()
+    assert api.post(f"/events/{draft['id']}/unpublish/").json()["error"] == "NOT_PUBLISHED"
+    sandbox_of(server).simulate_registrations(event["id"], 1, seed=1)
+    assert api.post(f"/events/{event['id']}/unpublish/").json()["error"] == "CANNOT_UNPUBLISH"
+    assert api.post(f"/events/{event['id']}/cancel/").json()["error"] == "CANNOT_CANCEL"
+    assert api.delete(f"/events/{event['id']}/").json()["error"] == "CANNOT_DELETE"
+    euro = api.post(f"/events/{event['id']}/", json={"event": {"currency": "EUR"}})
+    assert euro.json()["error"] == "CANNOT_UPDATE_CURRENCY"
+    repriced = api.post(
+        f"/events/{event['id']}/ticket_classes/{ticket['id']}/",
+        json={"ticket_class": {"cost": "TRY,1"}},
+    )
+    assert repriced.json()["error"] == "CANNOT_UPDATE_COST"
+    assert api.post(f"/events/{draft['id']}/cancel/").json() == {"canceled": True}
+    assert api.post(f"/events/{draft['id']}/cancel/").json()["error"] == "ALREADY_CANCELED"
+    put = api.put(f"/events/{event['id']}/", json={"event": {"capacity": 3}})
+    assert (put.status_code, put.json()["error"]) == (405, "METHOD_NOT_ALLOWED")
+
+
+def test_public_page_is_on_the_sandbox(api: httpx.Client) -> None:
+    event, _ = make_live_event(api)
+    page = httpx.get(event["url"])
+    assert page.status_code == 200 and "Python İstanbul #42" in page.text
+    assert "General admission" in page.text and "TRY250.00" in page.text
+    draft = api.post(f"/organizations/{ORG}/events/", json=event_body()).json()
+    assert httpx.get(draft["url"]).status_code == 404
+
+
+def test_legacy_user_endpoints_answer_as_retired(api: httpx.Client) -> None:
+    """[E1] "Create Webhooks - deprecated" / "List of Webhooks - deprecation": 403 since
+    2020-06-01; POST /v3/events/ is one of the same legacy user endpoints."""
+    for method, path in [
+        ("POST", "/events/"),
+        ("GET", "/webhooks/"),
+        ("POST", "/webhooks/"),
+        ("GET", "/checkout_settings/"),
+    ]:
+        reply = api.request(method, path, json={"event": event_body()["event"]})
+        assert reply.status_code == 403, (method, path)
+        assert reply.json() == {
+            "status_code": 403,
+            "error_description": "This user is not able to use legacy user endpoints, "
+            "please use the organization equivalent.",
+            "error": "NOT_AUTHORIZED",
+        }
 
 
 def test_capacity_tier(api: httpx.Client, server: ServerHandle) -> None:
@@ -289,7 +467,9 @@ def test_continuation_pagination_over_three_pages(api: httpx.Client, server: Ser
     mismatch = api.get(
         f"/events/{event['id']}/attendees/", params={"continuation": first, "status": "attending"}
     )
-    assert mismatch.status_code == 400
+    assert (mismatch.status_code, mismatch.json()["error"]) == (400, "BAD_CONTINUATION_TOKEN")
+    garbage = api.get(f"/events/{event['id']}/attendees/", params={"continuation": "%%%"})
+    assert garbage.json()["error"] == "BAD_CONTINUATION_TOKEN"
 
 
 def test_changed_since_returns_only_changed_attendees(
@@ -424,7 +604,72 @@ def test_webhook_duplicate_and_out_of_order_faults(
     assert delivery_ids[0] == delivery_ids[1] and delivery_ids[1] != delivery_ids[2]
 
 
+def test_webhook_actions_are_optional(
+    api: httpx.Client, server: ServerHandle, receiver: Receiver
+) -> None:
+    """[E1] "Create Webhook (object)": actions optional; absent, every action fires."""
+    hook = api.post(f"/organizations/{ORG}/webhooks/", json={"endpoint_url": receiver.url})
+    assert hook.status_code == 200, hook.text
+    assert "order.placed" in hook.json()["actions"] and "event.created" in hook.json()["actions"]
+    wait_until(lambda: receiver.of("test"))
+    event, _ = make_live_event(api, cost=None)
+    sandbox_of(server).simulate_registrations(event["id"], 1, seed=3)
+    wait_until(lambda: receiver.of("event.created") and receiver.of("order.placed"))
+    assert receiver.of("event.published") and receiver.of("ticket_class.created")
+    unknown = api.post(
+        f"/organizations/{ORG}/webhooks/",
+        json={"endpoint_url": receiver.url, "actions": "order.eaten"},
+    )
+    assert unknown.json()["error_detail"]["ARGUMENTS_ERROR"] == {"actions": ["INVALID"]}
+
+
+def test_a_hanging_endpoint_does_not_delay_the_others(
+    api: httpx.Client, server: ServerHandle, receiver: Receiver
+) -> None:
+    release = threading.Event()
+    arrived = threading.Event()
+    app = Flask("hanging")
+
+    @app.post("/hang")
+    def hang() -> tuple[str, int]:
+        arrived.set()
+        release.wait(20)
+        return "", 200
+
+    hanging = serve_in_thread(app)
+    try:
+        event, _ = make_live_event(api, cost=None)
+        for url in (f"{hanging.url}/hang", receiver.url):
+            api.post(
+                f"/organizations/{ORG}/webhooks/",
+                json={"endpoint_url": url, "actions": "order.placed"},
+            )
+        assert arrived.wait(5)  # the hanging endpoint holds its test ping
+        wait_until(lambda: receiver.of("test"), timeout=3)
+        started = time.monotonic()
+        ids = sandbox_of(server).simulate_registrations(event["id"], 2, seed=5)
+        wait_until(lambda: len(receiver.of("order.placed")) == 2, timeout=3)
+        assert time.monotonic() - started < 2.0
+        assert [
+            b["api_url"].rstrip("/").rsplit("/", 1)[1] for _, b in receiver.of("order.placed")
+        ] == ids
+    finally:
+        release.set()
+        hanging.stop()
+
+
 # --------------------------------------------------------------------------- faults, restart
+
+
+def test_latency_fault_slows_api_calls_only(api: httpx.Client, server: ServerHandle) -> None:
+    httpx.post(f"{server.url}/_sandbox/config", json={"latency_ms": 300})
+    started = time.monotonic()
+    assert api.get("/users/me/").status_code == 200
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    assert httpx.get(f"{server.url}/_sandbox/health").status_code == 200
+    assert time.monotonic() - started < 0.3
+    httpx.post(f"{server.url}/_sandbox/reset")
 
 
 def test_rate_limit_and_server_error_faults(api: httpx.Client, server: ServerHandle) -> None:

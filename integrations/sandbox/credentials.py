@@ -7,6 +7,8 @@ vault like real ones, so the sandbox path exercises the same code as live mode.
 # Eventbrite private tokens are 20 upper-case letters/digits.
 EVENTBRITE_TOKEN = "SANDBOXEBTOKEN7Q2XW4"
 EVENTBRITE_ORGANIZATION_ID = "1000000001"
+# Country the sandbox organization's Eventbrite payouts go to (checkout settings).
+EVENTBRITE_PAYOUT_COUNTRY = "TR"
 
 # Luma API keys are "secret-" + a random string.
 LUMA_API_KEY = "secret-sandbox-luma-9f3c2e7a1b"

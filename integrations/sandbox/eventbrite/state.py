@@ -1,9 +1,7 @@
-"""Eventbrite REST v3 emulator: the real paths under ``/v3``, the real bodies, errors,
-continuation pagination and content-free webhooks (CONTRACTS.md, Part 1, section 2).
+"""The Eventbrite emulator's state and behaviour (CONTRACTS.md Part 1 section 2).
 
-Switching the adapter from this sandbox to www.eventbriteapi.com changes only the base URL
-and the token. State lives in a :class:`SandboxStore` (SQLite), so a restarted process keeps
-events, ticket classes, orders, attendees, webhooks and its id counters.
+State lives in a :class:`SandboxStore` (SQLite), so a restarted process keeps events,
+ticket classes, checkout settings, orders, attendees, webhooks and its id counters.
 
 Modelling choices where Eventbrite leaves room:
 
@@ -14,67 +12,50 @@ Modelling choices where Eventbrite leaves room:
   ``eventbrite_fee``/``payment_fee`` are what Eventbrite keeps from the payout.
 - ``capacity`` on an event is custom once set (``capacity_is_custom``); otherwise it is the
   sum of the ticket classes' capacities. A sale must fit both the ticket class and the event.
+- The public ``url`` of an event is this emulator's own page (``/e/<slug>-tickets-<id>``),
+  on the emulator's base URL, never eventbrite.com.
+- Checkout settings: [E1] documents the object ("Checkout Settings (object)") and the
+  publish codes for a paid event without valid payment options, but not the endpoints that
+  set them. The endpoints are those of Eventbrite's v3 reference (``POST /checkout_settings/``
+  creates one, ``POST /events/{id}/checkout_settings/`` with ``checkout_settings_ids``
+  links them to an event, replacing what was linked) under the organization path its
+  changelog moved them to (``GET /v3/checkout_settings/`` ->
+  ``GET /v3/organizations/{organization_id}/checkout_settings/``).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import json
 import math
 import random
-import re
-from collections.abc import Callable
-from datetime import datetime
-from decimal import Decimal
+from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Flask, Response, has_request_context, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import has_request_context, request
 
-from hub.models import CURRENCY_EXPONENTS, slugify
-from integrations.sandbox.common import (
-    PeopleFactory,
-    SandboxControls,
-    SandboxStore,
-    WebhookDelivery,
-    WebhookSender,
-    install_controls,
-    iso_z,
-    new_delivery_id,
-    retry_after_header,
-    utcnow,
+from hub.models import slugify
+from integrations.sandbox.common import PeopleFactory, SandboxControls, SandboxStore
+from integrations.sandbox.eventbrite import validation as v
+from integrations.sandbox.eventbrite.validation import (
+    PAGE_SIZE,
+    ApiError,
+    ArgumentErrors,
+    bad_argument,
+    id_list,
+    money,
+    not_found,
+    wrapped,
 )
-from integrations.sandbox.credentials import EVENTBRITE_ORGANIZATION_ID, EVENTBRITE_TOKEN
+from integrations.sandbox.eventbrite.webhooks import (
+    TEST_PING_PATH,
+    ConcurrentWebhookSender,
+    delivery,
+    matches,
+)
 
 API = "/v3"
-PAGE_SIZE = 50
 USER_ID = "1000000042"
-TEST_PING_PATH = "{api-endpoint-to-fetch-object-details}/"
-USER_AGENT = "Eventbrite Hookshot 12345"
-WEBHOOK_ACTIONS = frozenset(
-    {
-        "order.placed",
-        "order.updated",
-        "order.refunded",
-        "attendee.updated",
-        "attendee.checked_in",
-        "attendee.checked_out",
-        "event.created",
-        "event.published",
-        "event.unpublished",
-        "event.updated",
-        "ticket_class.created",
-        "ticket_class.updated",
-        "ticket_class.deleted",
-        "organizer.updated",
-        "venue.updated",
-    }
-)
-_UTC_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-_COST_RE = re.compile(r"^([A-Za-z]{3}),(\d+)$")
 
 # (counter name, first value, stride): numeric ids shaped like Eventbrite's.
 _ID_SHAPES = {
@@ -85,207 +66,21 @@ _ID_SHAPES = {
     "webhook": (1_000_000, 13),
     "venue": (60_000_000, 97),
     "discount": (800_000_000, 389),
+    "checkout_settings": (90_000_000, 131),
 }
 
 
-# --------------------------------------------------------------------------- errors
-
-
-class ApiError(Exception):
-    """An Eventbrite error reply: ``{"error", "error_description", "status_code"}``."""
-
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        description: str,
-        *,
-        detail: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(f"{status} {error}: {description}")
-        self.status = status
-        self.error = error
-        self.description = description
-        self.detail = detail
-        self.headers = headers or {}
-
-    def response(self) -> Response:
-        body: dict[str, Any] = {
-            "status_code": self.status,
-            "error_description": self.description,
-            "error": self.error,
-        }
-        if self.detail is not None:
-            body["error_detail"] = self.detail
-        resp = jsonify(body)
-        resp.status_code = self.status
-        for key, value in self.headers.items():
-            resp.headers[key] = value
-        return resp
-
-
-class ArgumentErrors:
-    """Collects ``field -> [codes]`` and raises one ARGUMENTS_ERROR naming them all."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
-
-    def add(self, field: str, code: str) -> None:
-        self.fields.setdefault(field, []).append(code)
-
-    def raise_if_any(self) -> None:
-        if self.fields:
-            listed = ", ".join(f"{k} - {'/'.join(v)}" for k, v in self.fields.items())
-            raise ApiError(
-                400,
-                "ARGUMENTS_ERROR",
-                f"There are errors with your arguments: {listed}",
-                detail={"ARGUMENTS_ERROR": self.fields},
-            )
-
-
-def _bad_argument(field: str, code: str = "INVALID") -> ApiError:
-    errors = ArgumentErrors()
-    errors.add(field, code)
-    try:
-        errors.raise_if_any()
-    except ApiError as exc:
-        return exc
-    raise AssertionError("unreachable")
-
-
-def _not_found(what: str = "The path you requested does not exist.") -> ApiError:
-    return ApiError(404, "NOT_FOUND", what)
-
-
-# --------------------------------------------------------------------------- helpers
-
-
 def _now_z() -> str:
-    return iso_z(utcnow())
+    return v.now_z()
 
 
-def _parse_utc(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not _UTC_RE.match(value):
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC"))
-    except ValueError:
-        return None
-
-
-def _local(when: datetime, tz: str) -> str:
-    return when.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def _as_bool(value: Any, field: str, errors: ArgumentErrors, default: bool = False) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "on", "yes"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "0", "off", "no", ""):
-        return False
-    if isinstance(value, int):
-        return bool(value)
-    errors.add(field, "INVALID")
-    return default
-
-
-def _as_int(value: Any, field: str, errors: ArgumentErrors, *, minimum: int = 0) -> int | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        errors.add(field, "INVALID")
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        errors.add(field, "INVALID")
-        return None
-    if number < minimum:
-        errors.add(field, "INVALID")
-        return None
-    return number
-
-
-def _text_of(html_text: str) -> str:
-    return html.unescape(re.sub(r"<[^>]+>", "", html_text)).strip()
-
-
-def money(value: int, currency: str) -> dict[str, Any]:
-    exponent = CURRENCY_EXPONENTS.get(currency, 2)
-    major = Decimal(value) / (Decimal(10) ** exponent)
-    major_text = f"{major:.{exponent}f}"
-    return {
-        "currency": currency,
-        "value": value,
-        "major_value": major_text,
-        "display": f"{currency}{major_text}",
-    }
-
-
-def _nest_form(pairs: list[tuple[str, list[str]]]) -> dict[str, Any]:
-    """Old-style dotted form fields (``event.name.html=...``) as the nested JSON body."""
-    out: dict[str, Any] = {}
-    for key, values in pairs:
-        node = out
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if not isinstance(child, dict):
-                child = {}
-                node[part] = child
-            node = child
-        node[parts[-1]] = values[0] if len(values) == 1 else values
-    return out
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if isinstance(data, dict):
-        return data
-    if request.form:
-        return _nest_form(list(request.form.lists()))
-    return {}
-
-
-def _wrapped(body: dict[str, Any], name: str) -> dict[str, Any]:
-    inner = body.get(name)
-    if isinstance(inner, dict):
-        return inner
-    # Some clients send the resource's fields unwrapped; Eventbrite tolerates it.
-    return {k: v for k, v in body.items() if k != name}
-
-
-def _id_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list | tuple):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [str(value)]
+def _hour_before(utc: str) -> str:
+    when = v.parse_utc(utc)
+    return v.iso_z(when - timedelta(hours=1)) if when else utc
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if not k.startswith("_")}
-
-
-def _encode_token(data: dict[str, Any]) -> str:
-    raw = json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> dict[str, Any] | None:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-    except (ValueError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return {k: val for k, val in doc.items() if not k.startswith("_")}
 
 
 def _fingerprint(*parts: Any) -> str:
@@ -302,7 +97,7 @@ class EventbriteSandbox:
         self,
         store: SandboxStore,
         controls: SandboxControls,
-        sender: WebhookSender,
+        sender: ConcurrentWebhookSender,
         *,
         organization_id: str,
         public_base_url: str | None,
@@ -339,6 +134,10 @@ class EventbriteSandbox:
     def api_url(self, path: str) -> str:
         return f"{self.base_url()}{API}/{path.strip('/')}/"
 
+    def public_url(self, doc: dict[str, Any]) -> str:
+        """The event's page on this emulator (Eventbrite's ``/e/<slug>-tickets-<id>`` shape)."""
+        return f"{self.base_url()}/e/{slugify(doc['name']['text'])}-tickets-{doc['id']}"
+
     def _new_id(self, kind: str) -> str:
         first, stride = _ID_SHAPES[kind]
         n = self.store.next_counter(f"id:{kind}", 1)
@@ -359,6 +158,9 @@ class EventbriteSandbox:
         out["is_free"] = all(tc["free"] for tc in classes) if classes else True
         out["status"] = self._time_status(doc)
         out["resource_uri"] = self.api_url(f"events/{doc['id']}")
+        out["url"] = self.public_url(doc)
+        if expand and "checkout_settings" in expand:
+            out["checkout_settings"] = self.event_checkout_settings(doc["id"])
         if expand and "ticket_classes" in expand:
             out["ticket_classes"] = [self.render_ticket_class(tc) for tc in classes]
         if expand and "venue" in expand:
@@ -432,150 +234,45 @@ class EventbriteSandbox:
     def event(self, event_id: str) -> dict[str, Any]:
         doc = self.store.get("event", event_id)
         if doc is None or doc["status"] == "deleted":
-            raise _not_found("The event you requested does not exist.")
+            raise not_found("The event you requested does not exist.")
         return doc
 
     def ticket_class(self, event_id: str, tc_id: str) -> dict[str, Any]:
         doc = self.store.get("ticket_class", tc_id)
         if doc is None or doc["event_id"] != event_id:
-            raise _not_found("The ticket class you requested does not exist.")
+            raise not_found("The ticket class you requested does not exist.")
         return doc
 
     # -- webhooks --------------------------------------------------------------
-    def _hook_delivery(self, hook: dict[str, Any], action: str, api_url: str) -> WebhookDelivery:
-        body = {
-            "config": {
-                "action": action,
-                "user_id": hook["user_id"],
-                "endpoint_url": hook["endpoint_url"],
-                "webhook_id": hook["id"],
-            },
-            "api_url": api_url,
-        }
-        headers = {
-            "Content-Type": "application/json",
-            "X-Eventbrite-Event": action,
-            "X-Eventbrite-Delivery": new_delivery_id(),
-            "User-Agent": USER_AGENT,
-        }
-        return WebhookDelivery(hook["endpoint_url"], json.dumps(body).encode(), headers)
-
     def deliveries(self, action: str, api_path: str, event_id: str | None) -> list:
         api_url = self.api_url(api_path)
-        out = []
-        for hook in self.store.all("webhook", scope=self.organization_id):
-            if action not in hook["actions"]:
-                continue
-            if hook.get("event_id") and event_id and hook["event_id"] != event_id:
-                continue
-            out.append(self._hook_delivery(hook, action, api_url))
-        return out
+        return [
+            delivery(hook, action, api_url)
+            for hook in self.store.all("webhook", scope=self.organization_id)
+            if matches(hook, action, event_id)
+        ]
 
     def notify(self, action: str, api_path: str, event_id: str | None) -> None:
         self.sender.send(self.deliveries(action, api_path, event_id))
 
     # -- events ----------------------------------------------------------------
-    def _validate_event_fields(
-        self, data: dict[str, Any], current: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        """Validate a create (current=None) or partial update; returns fields to store."""
-        errors = ArgumentErrors()
-        changes: dict[str, Any] = {}
-        creating = current is None
-
-        name = data.get("name")
-        if name is not None or creating:
-            name_html = name.get("html") if isinstance(name, dict) else None
-            if not isinstance(name_html, str) or not name_html.strip():
-                errors.add("event.name.html", "MISSING" if not name_html else "INVALID")
-            else:
-                changes["name"] = {"text": _text_of(name_html), "html": name_html}
-        desc = data.get("description")
-        if desc is not None:
-            desc_html = desc.get("html") if isinstance(desc, dict) else None
-            if desc_html is not None and not isinstance(desc_html, str):
-                errors.add("event.description.html", "INVALID")
-            else:
-                desc_html = desc_html or ""
-                changes["description"] = {"text": _text_of(desc_html), "html": desc_html}
-                changes["summary"] = _text_of(desc_html)[:140]
-        for key in ("start", "end"):
-            block = data.get(key)
-            if block is None and not creating:
-                continue
-            if not isinstance(block, dict):
-                errors.add(f"event.{key}.utc", "MISSING")
-                errors.add(f"event.{key}.timezone", "MISSING")
-                continue
-            tz = block.get("timezone")
-            when = _parse_utc(block.get("utc"))
-            if not tz:
-                errors.add(f"event.{key}.timezone", "MISSING")
-            else:
-                try:
-                    ZoneInfo(str(tz))
-                except (ZoneInfoNotFoundError, ValueError):
-                    errors.add(f"event.{key}.timezone", "INVALID")
-                    tz = None
-            if block.get("utc") in (None, ""):
-                errors.add(f"event.{key}.utc", "MISSING")
-            elif when is None:
-                errors.add(f"event.{key}.utc", "INVALID")
-            if tz and when:
-                changes[key] = {"timezone": tz, "local": _local(when, tz), "utc": iso_z(when)}
-        currency = data.get("currency")
-        if currency is not None or creating:
-            if not currency:
-                errors.add("event.currency", "MISSING")
-            elif str(currency).upper() not in CURRENCY_EXPONENTS:
-                errors.add("event.currency", "INVALID")
-            else:
-                currency = str(currency).upper()
-                if (
-                    current
-                    and currency != current["currency"]
-                    and self._ticket_classes(current["id"])
-                ):
-                    raise ApiError(
-                        400,
-                        "CURRENCY_MISMATCH",
-                        "The currency cannot change once the event has ticket classes.",
-                    )
-                changes["currency"] = currency
-        if "capacity" in data:
-            capacity = _as_int(data["capacity"], "event.capacity", errors)
-            if capacity is not None:
-                changes["capacity"] = capacity
-                changes["capacity_is_custom"] = True
-        for flag in ("online_event", "listed", "shareable"):
-            if flag in data:
-                changes[flag] = _as_bool(data[flag], f"event.{flag}", errors)
-        if "venue_id" in data:
-            venue_id = data["venue_id"] or None
-            if venue_id and self.store.get("venue", str(venue_id)) is None:
-                errors.add("event.venue_id", "INVALID")
-            changes["venue_id"] = str(venue_id) if venue_id else None
-        errors.raise_if_any()
-
-        merged = {**(current or {}), **changes}
-        if merged["end"]["utc"] <= merged["start"]["utc"]:
-            raise ApiError(400, "DATE_CONFLICT", "The event end must be after its start.")
-        if merged.get("venue_id") and merged.get("online_event"):
-            raise ApiError(
-                400, "VENUE_AND_ONLINE", "An event cannot have a venue and be online at once."
-            )
-        if (
-            current
-            and changes.get("capacity") is not None
-            and changes["capacity"] < self._sold(current["id"])
-        ):
-            raise _bad_argument("event.capacity")
-        return changes
+    def _validate_event(self, data: dict[str, Any], current: dict[str, Any] | None) -> dict:
+        classes = self._ticket_classes(current["id"]) if current else []
+        paid_sales = sum(int(tc["quantity_sold"]) for tc in classes if not tc["free"])
+        return v.validate_event(
+            data,
+            current,
+            now=_now_z(),
+            venue_exists=lambda venue_id: self.store.get("venue", venue_id) is not None,
+            has_paid_classes=any(not tc["free"] for tc in classes),
+            paid_sales=paid_sales,
+            sold=sum(int(tc["quantity_sold"]) for tc in classes),
+        )
 
     def create_event(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self.check_org(org_id)
-        data = _wrapped(body, "event")
-        changes = self._validate_event_fields(data, None)
+        data = wrapped(body, "event")
+        changes = self._validate_event(data, None)
         with self.store.atomic():
             event_id = self._new_id("event")
             now = _now_z()
@@ -584,8 +281,6 @@ class EventbriteSandbox:
                 "name": changes["name"],
                 "description": changes.get("description", {"text": None, "html": None}),
                 "summary": changes.get("summary"),
-                "url": f"https://www.eventbrite.com/e/{slugify(changes['name']['text'])}"
-                f"-tickets-{event_id}",
                 "start": changes["start"],
                 "end": changes["end"],
                 "organization_id": org_id,
@@ -631,8 +326,9 @@ class EventbriteSandbox:
         with self.store.atomic():
             doc = self.event(event_id)
             if doc["status"] == "canceled":
-                raise ApiError(400, "ALREADY_CANCELED", "This event has been canceled.")
-            changes = self._validate_event_fields(_wrapped(body, "event"), doc)
+                # The Blueprint lists no update code for a canceled event; its cancel code.
+                raise ApiError(400, "ALREADY_CANCELED", "This event has already been canceled.")
+            changes = self._validate_event(wrapped(body, "event"), doc)
             doc.update(changes)
             doc["changed"] = _now_z()
             self.store.update("event", event_id, doc)
@@ -642,14 +338,9 @@ class EventbriteSandbox:
     def publish(self, event_id: str) -> dict[str, Any]:
         with self.store.atomic():
             doc = self.event(event_id)
-            if doc["status"] != "draft":
-                raise ApiError(
-                    400,
-                    "ALREADY_PUBLISHED_OR_DELETED",
-                    "This event has already been published or deleted.",
-                )
-            if not self._ticket_classes(event_id):
-                raise ApiError(400, "CANNOT_PUBLISH", "Event must have at least one ticket class.")
+            v.check_publishable(
+                doc, self._ticket_classes(event_id), self.event_checkout_settings(event_id)
+            )
             now = _now_z()
             doc.update(status="live", published=now, changed=now)
             self.store.update("event", event_id, doc)
@@ -657,13 +348,20 @@ class EventbriteSandbox:
         return {"published": True}
 
     def unpublish(self, event_id: str) -> dict[str, Any]:
+        # [E1] "Unpublish an Event": NOT_PUBLISHED, and CANNOT_UNPUBLISH with sales.
         with self.store.atomic():
             doc = self.event(event_id)
             if doc["status"] != "live":
-                raise ApiError(400, "CANNOT_UNPUBLISH", "This event is not published.")
+                raise ApiError(
+                    400,
+                    "NOT_PUBLISHED",
+                    "This event is not currently published and cannot be unpublished.",
+                )
             if self._sold(event_id):
                 raise ApiError(
-                    400, "CANNOT_UNPUBLISH", "An event with orders cannot be unpublished."
+                    400,
+                    "CANNOT_UNPUBLISH",
+                    "You cannot unpublish an event that has pending or completed sales.",
                 )
             doc.update(status="draft", changed=_now_z())
             self.store.update("event", event_id, doc)
@@ -671,13 +369,100 @@ class EventbriteSandbox:
         return {"unpublished": True}
 
     def cancel(self, event_id: str) -> dict[str, Any]:
+        # [E1] "Cancel an Event": ALREADY_CANCELED, and CANNOT_CANCEL with sales.
         with self.store.atomic():
             doc = self.event(event_id)
             if doc["status"] == "canceled":
                 raise ApiError(400, "ALREADY_CANCELED", "This event has already been canceled.")
+            if self._sold(event_id):
+                raise ApiError(
+                    400,
+                    "CANNOT_CANCEL",
+                    "You have attempted to cancel an event that has pending or completed "
+                    "sales of tickets.",
+                )
             doc.update(status="canceled", changed=_now_z())
             self.store.update("event", event_id, doc)
         return {"canceled": True}
+
+    def delete_event(self, event_id: str) -> dict[str, Any]:
+        # [E1] "Delete an Event": CANNOT_DELETE with orders.
+        with self.store.atomic():
+            doc = self.event(event_id)
+            if self._sold(event_id):
+                raise ApiError(
+                    400,
+                    "CANNOT_DELETE",
+                    "You cannot delete an event that has pending or completed orders.",
+                )
+            doc.update(status="deleted", changed=_now_z())
+            self.store.update("event", event_id, doc)
+        return {"deleted": True}
+
+    # -- checkout settings (payment options) -----------------------------------
+    def render_checkout_settings(self, doc: dict[str, Any]) -> dict[str, Any]:
+        out = _public(doc)
+        out["resource_uri"] = self.api_url(
+            f"organizations/{doc['_organization_id']}/checkout_settings/{doc['id']}"
+        )
+        return out
+
+    def create_checkout_settings(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.check_org(org_id)
+        fields = v.validate_checkout_settings(wrapped(body, "checkout_settings"))
+        with self.store.atomic():
+            settings_id = self._new_id("checkout_settings")
+            now = _now_z()
+            doc = {
+                "id": settings_id,
+                "created": now,
+                "changed": now,
+                **fields,
+                "_organization_id": org_id,
+            }
+            self.store.insert("checkout_settings", settings_id, doc, scope=org_id)
+        return self.render_checkout_settings(doc)
+
+    def list_checkout_settings(self, org_id: str, args: dict[str, str]) -> dict[str, Any]:
+        self.check_org(org_id)
+        items = self.store.all("checkout_settings", scope=org_id)
+        if args.get("currency"):
+            items = [d for d in items if d["currency_code"] == args["currency"].upper()]
+        if args.get("country"):
+            items = [d for d in items if d["country_code"] == args["country"].upper()]
+        if args.get("checkout_methods"):
+            methods = set(id_list(args["checkout_methods"]))
+            items = [d for d in items if d["checkout_method"] in methods]
+        fingerprint = _fingerprint(
+            "checkout_settings", org_id, args.get("currency"), args.get("country")
+        )
+        page, pagination = _paginate_list(items, fingerprint, args.get("continuation"))
+        return {
+            "pagination": pagination,
+            "checkout_settings": [self.render_checkout_settings(d) for d in page],
+        }
+
+    def event_checkout_settings(self, event_id: str) -> list[dict[str, Any]]:
+        link = self.store.get("event_checkout_settings", event_id) or {"ids": []}
+        docs = [self.store.get("checkout_settings", sid) for sid in link["ids"]]
+        return [self.render_checkout_settings(d) for d in docs if d]
+
+    def set_event_checkout_settings(self, event_id: str, body: dict[str, Any]) -> dict:
+        """Link checkout settings to an event, replacing those linked before."""
+        event = self.event(event_id)
+        ids = id_list(body.get("checkout_settings_ids"))
+        if not ids:
+            raise bad_argument("checkout_settings_ids", "MISSING")
+        for settings_id in ids:
+            doc = self.store.get("checkout_settings", settings_id)
+            if doc is None or doc["_organization_id"] != event["organization_id"]:
+                raise bad_argument("checkout_settings_ids")
+        with self.store.atomic():
+            if self.store.get("event_checkout_settings", event_id) is None:
+                self.store.insert("event_checkout_settings", event_id, {"ids": ids})
+            else:
+                self.store.update("event_checkout_settings", event_id, {"ids": ids})
+        return {"checkout_settings": self.event_checkout_settings(event_id)}
 
     def capacity_tier(self, event_id: str) -> dict[str, Any]:
         doc = self.event(event_id)
@@ -699,16 +484,16 @@ class EventbriteSandbox:
         }
 
     def set_capacity_tier(self, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        data = _wrapped(body, "capacity_tier")
+        data = wrapped(body, "capacity_tier")
         if "capacity_total" not in data:
-            raise _bad_argument("capacity_tier.capacity_total", "MISSING")
+            raise bad_argument("capacity_tier.capacity_total", "MISSING")
         errors = ArgumentErrors()
-        total = _as_int(data["capacity_total"], "capacity_tier.capacity_total", errors)
+        total = v.as_int(data["capacity_total"], "capacity_tier.capacity_total", errors)
         errors.raise_if_any()
         with self.store.atomic():
             doc = self.event(event_id)
             if total is not None and total < self._sold(event_id):
-                raise _bad_argument("capacity_tier.capacity_total")
+                raise bad_argument("capacity_tier.capacity_total")
             doc.update(capacity=total, capacity_is_custom=True, changed=_now_z())
             self.store.update("event", event_id, doc)
         return self.capacity_tier(event_id)
@@ -717,12 +502,12 @@ class EventbriteSandbox:
         self.check_org(org_id)
         name_filter = (args.get("name_filter") or "").casefold()
         time_filter = args.get("time_filter") or "all"
-        statuses = set(_id_list(args.get("status") or "all"))
+        statuses = set(id_list(args.get("status") or "all"))
         order_by = args.get("order_by") or "start_asc"
         if time_filter not in ("all", "past", "current_future"):
-            raise _bad_argument("time_filter")
+            raise bad_argument("time_filter")
         if order_by not in ("start_asc", "start_desc", "created_asc", "created_desc"):
-            raise _bad_argument("order_by")
+            raise bad_argument("order_by")
         now = _now_z()
         items = []
         for doc in self.store.all("event", scope=org_id):
@@ -750,85 +535,10 @@ class EventbriteSandbox:
         return {"pagination": pagination, "events": [self.render_event(d) for d in page]}
 
     # -- ticket classes --------------------------------------------------------
-    def _validate_ticket_class(
-        self, event: dict[str, Any], data: dict[str, Any], current: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        errors = ArgumentErrors()
-        changes: dict[str, Any] = {}
-        creating = current is None
-        if "name" in data or creating:
-            name = data.get("name")
-            if not isinstance(name, str) or not name.strip():
-                errors.add("ticket_class.name", "MISSING")
-            else:
-                changes["name"] = name.strip()
-                changes["display_name"] = name.strip()
-        if "description" in data:
-            changes["description"] = data["description"]
-        capacity_raw = data.get("capacity", data.get("quantity_total"))
-        if capacity_raw is not None:
-            capacity = _as_int(capacity_raw, "ticket_class.capacity", errors)
-            if capacity is not None:
-                changes["capacity"] = capacity
-        elif creating:
-            errors.add("ticket_class.capacity", "MISSING")
-        for key in ("hidden", "auto_hide", "include_fee"):
-            if key in data:
-                changes[key] = _as_bool(data[key], f"ticket_class.{key}", errors)
-        for key in ("minimum_quantity", "maximum_quantity"):
-            if key in data:
-                changes[key] = _as_int(data[key], f"ticket_class.{key}", errors, minimum=1)
-        for key in ("sales_start", "sales_end"):
-            if key in data and data[key] not in (None, ""):
-                when = _parse_utc(data[key])
-                if when is None:
-                    errors.add(f"ticket_class.{key}", "INVALID")
-                else:
-                    changes[key] = iso_z(when)
-        free = _as_bool(data.get("free"), "ticket_class.free", errors) if "free" in data else None
-        cost_raw = data.get("cost")
-        errors.raise_if_any()
-
-        if free and cost_raw not in (None, ""):
-            raise ApiError(
-                400, "FREE_AND_COST", "A ticket class cannot be free and have a cost at once."
-            )
-        if cost_raw not in (None, ""):
-            if isinstance(cost_raw, dict):
-                currency, value = cost_raw.get("currency"), cost_raw.get("value")
-            else:
-                match = _COST_RE.match(str(cost_raw).strip())
-                currency, value = (match.group(1), match.group(2)) if match else (None, None)
-            try:
-                minor = int(value) if value is not None else None
-            except (TypeError, ValueError):
-                minor = None
-            if not currency or minor is None or minor < 0:
-                raise _bad_argument("ticket_class.cost")
-            if str(currency).upper() != event["currency"]:
-                raise ApiError(
-                    400,
-                    "CURRENCY_MISMATCH",
-                    f"The ticket currency must be the event's currency ({event['currency']}).",
-                )
-            changes.update(free=False, cost=money(minor, event["currency"]))
-        elif free:
-            changes.update(free=True, cost=None)
-        elif creating or free is False:
-            raise ApiError(400, "NO_COST", "A paid ticket class needs a cost.")
-        capacity = changes.get("capacity")
-        if current and capacity is not None and capacity < int(current["quantity_sold"]):
-            raise _bad_argument("ticket_class.capacity")
-        merged = {**(current or {}), **changes}
-        start, end = merged.get("sales_start"), merged.get("sales_end")
-        if start and end and end <= start:
-            raise ApiError(400, "DATE_CONFLICT", "Sales must end after they start.")
-        return changes
-
     def create_ticket_class(self, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
         with self.store.atomic():
             event = self.event(event_id)
-            changes = self._validate_ticket_class(event, _wrapped(body, "ticket_class"), None)
+            changes = v.validate_ticket_class(event, wrapped(body, "ticket_class"), None)
             tc_id = self._new_id("ticket_class")
             sorting = len(self._ticket_classes(event_id)) + 1
             doc = {
@@ -849,7 +559,8 @@ class EventbriteSandbox:
                 "maximum_quantity": changes.get("maximum_quantity"),
                 "maximum_quantity_per_order": 10,
                 "sales_start": changes.get("sales_start", _now_z()),
-                "sales_end": changes.get("sales_end", event["start"]["utc"]),
+                # [E1] "leave empty for 'one hour before event start'"
+                "sales_end": changes.get("sales_end", _hour_before(event["start"]["utc"])),
                 "sales_end_relative": None,
                 "hidden": changes.get("hidden", False),
                 "hidden_currently": changes.get("hidden", False),
@@ -876,7 +587,7 @@ class EventbriteSandbox:
         with self.store.atomic():
             event = self.event(event_id)
             doc = self.ticket_class(event_id, tc_id)
-            changes = self._validate_ticket_class(event, _wrapped(body, "ticket_class"), doc)
+            changes = v.validate_ticket_class(event, wrapped(body, "ticket_class"), doc)
             doc.update(changes)
             if "hidden" in changes:
                 doc["hidden_currently"] = changes["hidden"]
@@ -907,21 +618,15 @@ class EventbriteSandbox:
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         changed_since = args.get("changed_since") or None
         if changed_since is not None:
-            when = _parse_utc(changed_since)
+            when = v.parse_utc(changed_since)
             if when is None:
-                raise _bad_argument("changed_since")
+                raise bad_argument("changed_since")
             where.append("json_extract(data, '$.changed') >= ?")
-            params.append(iso_z(when))
+            params.append(v.iso_z(when))
         fingerprint = _fingerprint(kind, event_id, changed_since, status_key)
         after, page_number = 0, 1
         if args.get("continuation"):
-            token = _decode_token(args["continuation"])
-            if not token or token.get("f") != fingerprint:
-                raise ApiError(
-                    400,
-                    "INVALID_CONTINUATION",
-                    "The continuation token is invalid or does not match this request.",
-                )
+            token = v.decode_continuation(args["continuation"], fingerprint)
             after, page_number = int(token["a"]), int(token["p"])
         where_sql = " and ".join(where)
         total = self.store.count(kind, scope=event_id, where=where_sql, params=tuple(params))
@@ -944,7 +649,7 @@ class EventbriteSandbox:
             "has_more_items": has_more,
         }
         if has_more:
-            pagination["continuation"] = _encode_token(
+            pagination["continuation"] = v.encode_token(
                 {"f": fingerprint, "a": rows[-1][0], "p": page_number + 1}
             )
         return [doc for _, doc in rows], pagination
@@ -960,9 +665,9 @@ class EventbriteSandbox:
         elif status == "all_not_deleted":
             where.append("json_extract(data, '$.status') != 'deleted'")
         elif status != "both":
-            raise _bad_argument("status")
+            raise bad_argument("status")
         docs, pagination = self._changed_page("order", event_id, args, where, params, status)
-        expand = set(_id_list(args.get("expand")))
+        expand = set(id_list(args.get("expand")))
         return {
             "pagination": pagination,
             "orders": [self.render_order(d, expand=expand) for d in docs],
@@ -983,20 +688,20 @@ class EventbriteSandbox:
         elif status == "unpaid":
             where.append("json_extract(data, '$.status') = 'Unpaid'")
         elif status:
-            raise _bad_argument("status")
+            raise bad_argument("status")
         docs, pagination = self._changed_page("attendee", event_id, args, where, params, status)
         return {"pagination": pagination, "attendees": [self.render_attendee(d) for d in docs]}
 
     def order(self, order_id: str) -> dict[str, Any]:
         doc = self.store.get("order", order_id)
         if doc is None:
-            raise _not_found("The order you requested does not exist.")
+            raise not_found("The order you requested does not exist.")
         return doc
 
     def attendee(self, event_id: str | None, attendee_id: str) -> dict[str, Any]:
         doc = self.store.get("attendee", attendee_id)
         if doc is None or (event_id is not None and doc["event_id"] != event_id):
-            raise _not_found("The attendee you requested does not exist.")
+            raise not_found("The attendee you requested does not exist.")
         return doc
 
     # -- simulation ------------------------------------------------------------
@@ -1019,7 +724,7 @@ class EventbriteSandbox:
         rng = random.Random(seed)
         people = PeopleFactory(seed)
         order_ids: list[str] = []
-        deliveries: list[WebhookDelivery] = []
+        deliveries: list = []
         for _ in range(max(int(count), 0)):
             buyer = people.person()
             quantity = 2 if rng.random() < 0.15 else 1
@@ -1042,7 +747,7 @@ class EventbriteSandbox:
                 if doc["code"] == access_code and doc["event_id"] == event["id"]:
                     discount = doc
             if discount is None:
-                raise _bad_argument("access_code")
+                raise bad_argument("access_code")
             if discount["quantity_available"] is not None and (
                 discount["quantity_sold"] >= discount["quantity_available"]
             ):
@@ -1217,34 +922,23 @@ class EventbriteSandbox:
     # -- webhooks --------------------------------------------------------------
     def create_webhook(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self.check_org(org_id)
-        data = _wrapped(body, "webhook")
-        errors = ArgumentErrors()
-        endpoint = data.get("endpoint_url")
-        if not isinstance(endpoint, str) or not endpoint.strip():
-            errors.add("endpoint_url", "MISSING")
-        elif not re.match(r"^https?://[^\s/]+", endpoint.strip()):
-            errors.add("endpoint_url", "INVALID")
-        actions = _id_list(data.get("actions"))
-        if not actions:
-            errors.add("actions", "MISSING")
-        elif any(a not in WEBHOOK_ACTIONS for a in actions):
-            errors.add("actions", "INVALID")
-        event_id = str(data.get("event_id") or "")
-        errors.raise_if_any()
+        # [E1] "Create Webhooks by Organization ID": the Create Webhook attributes at the
+        # top level of the body (a body wrapped in "webhook" is read the same way).
+        endpoint, actions, event_id = v.validate_webhook(wrapped(body, "webhook"))
         if event_id:
             self.event(event_id)
         with self.store.atomic():
             hook_id = self._new_id("webhook")
             doc = {
                 "id": hook_id,
-                "endpoint_url": endpoint.strip(),
+                "endpoint_url": endpoint,
                 "actions": actions,
                 "event_id": event_id or None,
                 "user_id": USER_ID,
                 "created": _now_z(),
             }
             self.store.insert("webhook", hook_id, doc, scope=org_id)
-        ping = self._hook_delivery(doc, "test", f"{self.base_url()}/{TEST_PING_PATH}")
+        ping = delivery(doc, "test", f"{self.base_url()}/{TEST_PING_PATH}")
         self.sender.send([ping])
         return self.render_webhook(doc)
 
@@ -1259,17 +953,17 @@ class EventbriteSandbox:
     def delete_webhook(self, hook_id: str) -> dict[str, Any]:
         doc = self.store.get("webhook", hook_id)
         if doc is None:
-            raise _not_found("The webhook you requested does not exist.")
+            raise not_found("The webhook you requested does not exist.")
         self.store.delete("webhook", hook_id)
         return {"success": True}
 
     # -- venues and discounts --------------------------------------------------
     def create_venue(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self.check_org(org_id)
-        data = _wrapped(body, "venue")
+        data = wrapped(body, "venue")
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise _bad_argument("venue.name", "MISSING")
+            raise bad_argument("venue.name", "MISSING")
         address = data.get("address") if isinstance(data.get("address"), dict) else {}
         keys = ("address_1", "address_2", "city", "region", "postal_code", "country")
         address = {k: address.get(k) for k in keys}
@@ -1320,9 +1014,9 @@ class EventbriteSandbox:
                 errors.add("discount.event_id", "MISSING")
             changes["event_id"] = event_id
         if "ticket_class_ids" in data or creating:
-            changes["ticket_class_ids"] = _id_list(data.get("ticket_class_ids"))
+            changes["ticket_class_ids"] = id_list(data.get("ticket_class_ids"))
         if "quantity_available" in data:
-            changes["quantity_available"] = _as_int(
+            changes["quantity_available"] = v.as_int(
                 data["quantity_available"], "discount.quantity_available", errors
             )
         for key in ("amount_off", "percent_off", "start_date", "end_date"):
@@ -1332,25 +1026,25 @@ class EventbriteSandbox:
         merged = {**(current or {}), **changes}
         event = self.event(merged["event_id"])
         if event["organization_id"] != self.organization_id:
-            raise _bad_argument("discount.event_id")
+            raise bad_argument("discount.event_id")
         for tc_id in merged["ticket_class_ids"]:
             if self.store.get("ticket_class", tc_id) is None or (
                 self.store.get("ticket_class", tc_id)["event_id"] != event["id"]
             ):
-                raise _bad_argument("discount.ticket_class_ids")
+                raise bad_argument("discount.ticket_class_ids")
         codes = {
             d["code"]
             for d in self.store.all("discount", scope=self.organization_id)
             if d["event_id"] == event["id"] and (current is None or d["id"] != current["id"])
         }
         if merged["code"] in codes:
-            raise _bad_argument("discount.code", "DUPLICATE")
+            raise bad_argument("discount.code", "DUPLICATE")
         return changes
 
     def create_discount(self, org_id: str, body: dict[str, Any]) -> dict[str, Any]:
         self.check_org(org_id)
         with self.store.atomic():
-            changes = self._validate_discount(_wrapped(body, "discount"), None)
+            changes = self._validate_discount(wrapped(body, "discount"), None)
             discount_id = self._new_id("discount")
             doc = {
                 "id": discount_id,
@@ -1368,13 +1062,13 @@ class EventbriteSandbox:
     def discount(self, discount_id: str) -> dict[str, Any]:
         doc = self.store.get("discount", discount_id)
         if doc is None:
-            raise _not_found("The discount you requested does not exist.")
+            raise not_found("The discount you requested does not exist.")
         return doc
 
     def update_discount(self, discount_id: str, body: dict[str, Any]) -> dict[str, Any]:
         with self.store.atomic():
             doc = self.discount(discount_id)
-            doc.update(self._validate_discount(_wrapped(body, "discount"), doc))
+            doc.update(self._validate_discount(wrapped(body, "discount"), doc))
             self.store.update("discount", discount_id, doc)
         return self.render_discount(doc)
 
@@ -1408,13 +1102,7 @@ def _paginate_list(
     """Continuation pagination over a small in-memory list (offset inside the token)."""
     offset = 0
     if continuation:
-        token = _decode_token(continuation)
-        if not token or token.get("f") != fingerprint:
-            raise ApiError(
-                400,
-                "INVALID_CONTINUATION",
-                "The continuation token is invalid or does not match this request.",
-            )
+        token = v.decode_continuation(continuation, fingerprint)
         offset = int(token["o"])
     page = items[offset : offset + PAGE_SIZE]
     has_more = offset + PAGE_SIZE < len(items)
@@ -1426,256 +1114,5 @@ def _paginate_list(
         "has_more_items": has_more,
     }
     if has_more:
-        pagination["continuation"] = _encode_token({"f": fingerprint, "o": offset + PAGE_SIZE})
+        pagination["continuation"] = v.encode_token({"f": fingerprint, "o": offset + PAGE_SIZE})
     return page, pagination
-
-
-# --------------------------------------------------------------------------- the app
-
-
-def _token_of_request() -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.args.get("token") or None
-
-
-def create_app(
-    state_path: str | None = None,
-    *,
-    tokens: tuple[str, ...] = (EVENTBRITE_TOKEN,),
-    organization_id: str = EVENTBRITE_ORGANIZATION_ID,
-    public_base_url: str | None = None,
-) -> Flask:
-    """The Eventbrite v3 emulator as a Flask app (``app.extensions["sandbox"]``)."""
-    app = Flask("sandbox-eventbrite")
-    app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = SandboxStore(state_path)
-    controls = SandboxControls()
-    sender = WebhookSender(controls)
-    sandbox = EventbriteSandbox(
-        store, controls, sender, organization_id=organization_id, public_base_url=public_base_url
-    )
-    app.extensions["sandbox"] = sandbox
-    accepted = set(tokens)
-
-    def rate_limited(wait: float) -> Response:
-        return ApiError(
-            429,
-            "HIT_RATE_LIMIT",
-            "Hit rate limiting.",
-            headers={"Retry-After": retry_after_header(wait)},
-        ).response()
-
-    def server_error(status: int) -> Response:
-        error = {503: "SERVICE_UNAVAILABLE", 502: "BAD_GATEWAY"}.get(status, "INTERNAL_ERROR")
-        return ApiError(status, error, "Something went wrong; please try again later.").response()
-
-    install_controls(
-        app,
-        controls,
-        rate_limit_key=lambda: _token_of_request() or request.remote_addr or "anonymous",
-        rate_limited_response=rate_limited,
-        server_error_response=server_error,
-    )
-
-    @app.before_request
-    def _authenticate() -> Response | None:
-        if not request.path.startswith(API + "/"):
-            return None
-        sandbox.remember_base_url()
-        if _token_of_request() not in accepted:
-            return ApiError(
-                401, "NO_AUTH", "An OAuth token is required for all requests"
-            ).response()
-        return None
-
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
-        return exc.response()
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        if isinstance(exc, HTTPException):
-            return ApiError(exc.code or 500, "HTTP_ERROR", exc.description or "").response()
-        app.logger.exception("sandbox error on %s %s", request.method, request.path)
-        return ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred.").response()
-
-    @app.errorhandler(404)
-    def _no_route(_exc: Exception) -> Response:
-        return _not_found().response()
-
-    @app.errorhandler(405)
-    def _bad_method(_exc: Exception) -> Response:
-        return ApiError(405, "METHOD_NOT_ALLOWED", "This method is not allowed here.").response()
-
-    def args() -> dict[str, str]:
-        return {k: v for k, v in request.args.items() if k != "token"}
-
-    def route(rule: str, methods: list[str]) -> Callable:
-        return app.route(API + rule, methods=methods)
-
-    # users
-    @route("/users/me/", ["GET"])
-    def users_me() -> Response:
-        return jsonify(
-            id=USER_ID,
-            name="Sandbox Organizer",
-            first_name="Sandbox",
-            last_name="Organizer",
-            is_public=False,
-            image_id=None,
-            emails=[{"email": "organizer@example.com", "verified": True, "primary": True}],
-        )
-
-    @route("/users/me/organizations/", ["GET"])
-    def users_me_organizations() -> Response:
-        orgs = [{"id": organization_id, "name": "Sandbox Community", "vertical": "default"}]
-        page, pagination = _paginate_list(orgs, "orgs", args().get("continuation"))
-        return jsonify(organizations=page, pagination=pagination)
-
-    # events
-    @route("/organizations/<org_id>/events/", ["GET", "POST"])
-    def org_events(org_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.create_event(org_id, _body()))
-        return jsonify(sandbox.list_org_events(org_id, args()))
-
-    @route("/events/<event_id>/", ["GET", "POST", "DELETE"])
-    def event(event_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.update_event(event_id, _body()))
-        if request.method == "DELETE":
-            with store.atomic():
-                doc = sandbox.event(event_id)
-                if sandbox._sold(event_id):
-                    raise ApiError(400, "CANNOT_DELETE", "An event with orders cannot be deleted.")
-                doc.update(status="deleted", changed=_now_z())
-                store.update("event", event_id, doc)
-            return jsonify(deleted=True)
-        expand = set(_id_list(request.args.get("expand")))
-        return jsonify(sandbox.render_event(sandbox.event(event_id), expand=expand))
-
-    @route("/events/<event_id>/publish/", ["POST"])
-    def publish(event_id: str) -> Response:
-        return jsonify(sandbox.publish(event_id))
-
-    @route("/events/<event_id>/unpublish/", ["POST"])
-    def unpublish(event_id: str) -> Response:
-        return jsonify(sandbox.unpublish(event_id))
-
-    @route("/events/<event_id>/cancel/", ["POST"])
-    def cancel(event_id: str) -> Response:
-        return jsonify(sandbox.cancel(event_id))
-
-    @route("/events/<event_id>/capacity_tier/", ["GET", "POST"])
-    def capacity_tier(event_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.set_capacity_tier(event_id, _body()))
-        return jsonify(sandbox.capacity_tier(event_id))
-
-    # ticket classes
-    @route("/events/<event_id>/ticket_classes/", ["GET", "POST"])
-    def ticket_classes(event_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.create_ticket_class(event_id, _body()))
-        return jsonify(sandbox.list_ticket_classes(event_id, args()))
-
-    @route("/events/<event_id>/ticket_classes/<tc_id>/", ["GET", "POST"])
-    def ticket_class(event_id: str, tc_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.update_ticket_class(event_id, tc_id, _body()))
-        sandbox.event(event_id)
-        return jsonify(sandbox.render_ticket_class(sandbox.ticket_class(event_id, tc_id)))
-
-    # orders and attendees
-    @route("/events/<event_id>/orders/", ["GET"])
-    def event_orders(event_id: str) -> Response:
-        return jsonify(sandbox.list_orders(event_id, args()))
-
-    @route("/orders/<order_id>/", ["GET"])
-    def order(order_id: str) -> Response:
-        expand = set(_id_list(request.args.get("expand")))
-        return jsonify(sandbox.render_order(sandbox.order(order_id), expand=expand))
-
-    @route("/events/<event_id>/attendees/", ["GET"])
-    def event_attendees(event_id: str) -> Response:
-        return jsonify(sandbox.list_attendees(event_id, args()))
-
-    @route("/events/<event_id>/attendees/<attendee_id>/", ["GET"])
-    def event_attendee(event_id: str, attendee_id: str) -> Response:
-        return jsonify(sandbox.render_attendee(sandbox.attendee(event_id, attendee_id)))
-
-    # webhooks
-    @route("/organizations/<org_id>/webhooks/", ["GET", "POST"])
-    def org_webhooks(org_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.create_webhook(org_id, _body()))
-        return jsonify(sandbox.list_webhooks(org_id, args()))
-
-    @route("/webhooks/<hook_id>/", ["GET", "DELETE"])
-    def webhook(hook_id: str) -> Response:
-        if request.method == "DELETE":
-            return jsonify(sandbox.delete_webhook(hook_id))
-        doc = store.get("webhook", hook_id)
-        if doc is None:
-            raise _not_found("The webhook you requested does not exist.")
-        return jsonify(sandbox.render_webhook(doc))
-
-    # venues and discounts
-    @route("/organizations/<org_id>/venues/", ["GET", "POST"])
-    def org_venues(org_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.create_venue(org_id, _body()))
-        return jsonify(sandbox.list_venues(org_id, args()))
-
-    @route("/venues/<venue_id>/", ["GET"])
-    def venue(venue_id: str) -> Response:
-        doc = store.get("venue", venue_id)
-        if doc is None:
-            raise _not_found("The venue you requested does not exist.")
-        return jsonify(sandbox.render_venue(doc))
-
-    @route("/organizations/<org_id>/discounts/", ["GET", "POST"])
-    def org_discounts(org_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.create_discount(org_id, _body()))
-        return jsonify(sandbox.list_discounts(org_id, args()))
-
-    @route("/discounts/<discount_id>/", ["GET", "POST"])
-    def discount(discount_id: str) -> Response:
-        if request.method == "POST":
-            return jsonify(sandbox.update_discount(discount_id, _body()))
-        return jsonify(sandbox.render_discount(sandbox.discount(discount_id)))
-
-    # sandbox-only simulation
-    @app.post("/_sandbox/simulate/registrations")
-    def simulate_registrations() -> Response:
-        data = request.get_json(force=True, silent=True) or {}
-        if not data.get("event_id"):
-            raise _bad_argument("event_id", "MISSING")
-        ids = sandbox.simulate_registrations(
-            str(data["event_id"]),
-            int(data.get("count", 1)),
-            seed=data.get("seed"),
-            paid_ratio=data.get("paid_ratio"),
-            access_code=data.get("access_code"),
-        )
-        return jsonify(ids=ids)
-
-    @app.post("/_sandbox/simulate/refund")
-    def simulate_refund() -> Response:
-        data = request.get_json(force=True, silent=True) or {}
-        return jsonify(sandbox.refund(str(data.get("order_id"))))
-
-    @app.post("/_sandbox/simulate/cancel")
-    def simulate_cancel() -> Response:
-        data = request.get_json(force=True, silent=True) or {}
-        return jsonify(sandbox.cancel_attendee(str(data.get("attendee_id"))))
-
-    @app.post("/_sandbox/simulate/checkin")
-    def simulate_checkin() -> Response:
-        data = request.get_json(force=True, silent=True) or {}
-        return jsonify(sandbox.check_in(str(data.get("attendee_id"))))
-
-    return app
