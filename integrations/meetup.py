@@ -1,11 +1,14 @@
 """Meetup channel: OAuth2 tokens and the GraphQL (gql-ext) adapter.
 
-Wire contract: ../shared/CONTRACTS.md, Part 1, section 1. Every call is ``POST
-{base_url}/gql-ext`` with ``Authorization: Bearer <access token>``; tokens come from
-Meetup's OAuth2 server (``{oauth_base_url}/oauth2/authorize`` and ``/oauth2/access``).
-Live mode: ``MeetupAdapter("https://api.meetup.com", ...)`` and
-``MeetupOAuth("https://secure.meetup.com", ...)``; sandbox mode points both at the
-emulator in ``integrations/sandbox/meetup.py``.
+Wire contract: ../shared/CONTRACTS.md, Part 1, section 1, and Meetup's own schema
+(``contracts/meetup-gql-ext.introspection.json``): every document below uses only fields,
+arguments, input fields and enum values that schema has (tests/test_contract_meetup.py
+validates each one as sent on the wire). Every call is ``POST {base_url}{GRAPHQL_PATH}``
+with ``Authorization: Bearer <access token>``; tokens come from Meetup's OAuth2 server
+(``{oauth_base_url}{OAUTH_AUTHORIZE_PATH}`` and ``{OAUTH_TOKEN_PATH}``). The live hosts
+are in one place, ``hub.settings.LIVE_BASE_URLS`` (``https://api.meetup.com`` and
+``https://secure.meetup.com``); sandbox mode points both at the emulator in
+``integrations/sandbox/meetup/``.
 
 What Meetup cannot do (and this adapter therefore refuses with ``Unsupported``):
 approve, decline or move an RSVP (contract Uncertain #3), and delete or anonymize a
@@ -90,6 +93,46 @@ PAID_RSVP_STATUSES = frozenset({"YES", "ATTENDED", "NO_SHOW"})
 # (contract Uncertain #1); kept here so it is easy to change.
 RATE_LIMIT_CODES = frozenset({"RATE_LIMITED", "TOO_MANY_REQUESTS", "RATE_LIMIT_EXCEEDED"})
 
+# Paths on the live hosts (hub.settings.LIVE_BASE_URLS): api.meetup.com/gql-ext and
+# secure.meetup.com/oauth2/{authorize,access} (CONTRACTS.md [M2, M5]).
+GRAPHQL_PATH = "/gql-ext"
+OAUTH_AUTHORIZE_PATH = "/oauth2/authorize"
+OAUTH_TOKEN_PATH = "/oauth2/access"
+
+# From the schema's enums (the contract test checks they still match it):
+# EventFeeCurrency, and PaymentMethod (CASH | PAYPAL). The hub collects payment itself
+# (Stripe, bank transfer matched by reference), so a paid Meetup event is listed as CASH:
+# "pay the organizer", never through a PayPal account the hub does not hold.
+FEE_CURRENCIES = frozenset(
+    {
+        "AUD",
+        "BRL",
+        "CAD",
+        "CHF",
+        "EUR",
+        "GBP",
+        "INR",
+        "JPY",
+        "KRW",
+        "PLN",
+        "RUB",
+        "THB",
+        "TRY",
+        "USD",
+    }
+)
+PAYMENT_METHOD = "CASH"
+# EventStatus -> the hub's word for a channel publication.
+EVENT_STATUS_WORDS = {
+    "ACTIVE": "published",
+    "DRAFT": "draft",
+    "AUTOSCHED_DRAFT": "draft",
+    "PAST": "past",
+    "CANCELLED": "cancelled",
+    "CANCELLED_PERM": "cancelled",
+    "AUTOSCHED_CANCELLED": "cancelled",
+}
+
 
 # =========================================================================== OAuth2
 
@@ -148,7 +191,7 @@ class MeetupOAuth:
                 "state": state,
             }
         )
-        return f"{self.base_url}/oauth2/authorize?{query}"
+        return f"{self.base_url}{OAUTH_AUTHORIZE_PATH}?{query}"
 
     async def exchange_code(self, code: str) -> dict[str, Any]:
         """Trade an authorization code for ``{access_token, refresh_token, expires_at}``."""
@@ -181,7 +224,7 @@ class MeetupOAuth:
         return tokens
 
     async def _token_request(self, form: dict[str, str], *, refreshing: bool) -> dict[str, Any]:
-        url = f"{self.base_url}/oauth2/access"
+        url = f"{self.base_url}{OAUTH_TOKEN_PATH}"
         try:
             response = await self._client.post(
                 url, data=form, headers={"Accept": "application/json"}
@@ -359,8 +402,16 @@ async def sandbox_authorize(oauth: MeetupOAuth, state: str) -> str:
 
 _OPERATION_NAME = re.compile(r"\s*(?:query|mutation)\s+([_A-Za-z][_0-9A-Za-z]*)")
 
-_EVENT_FIELDS = "id token title eventUrl status dateTime duration"
+# The RSVP limit is set with the input's rsvpSettings.rsvpLimit and read back as
+# Event.maxTickets; whether RSVPs are open is Event.rsvpSettings.rsvpsClosed.
+_EVENT_FIELDS = (
+    "id token title eventUrl status dateTime duration maxTickets waitlistMode "
+    "rsvpSettings { rsvpsClosed }"
+)
 _PAYLOAD = f"event {{ {_EVENT_FIELDS} }} errors {{ code field message }}"
+_RSVPS_PAYLOAD = (
+    "event { id maxTickets rsvpSettings { rsvpsClosed } } errors { code field message }"
+)
 
 CREATE_EVENT = f"""
 mutation hubCreateEvent($input: CreateEventInput!) {{
@@ -374,14 +425,14 @@ PUBLISH_EVENT_DRAFT = f"""
 mutation hubPublishEventDraft($input: PublishEventDraftInput!) {{
   publishEventDraft(input: $input) {{ {_PAYLOAD} }}
 }}"""
-CLOSE_EVENT_RSVPS = """
-mutation hubCloseEventRsvps($input: CloseEventRsvpsInput!) {
-  closeEventRsvps(input: $input) { errors { code field message } }
-}"""
-OPEN_EVENT_RSVPS = """
-mutation hubOpenEventRsvps($input: OpenEventRsvpsInput!) {
-  openEventRsvps(input: $input) { errors { code field message } }
-}"""
+CLOSE_EVENT_RSVPS = f"""
+mutation hubCloseEventRsvps($input: CloseEventRsvpsInput!) {{
+  closeEventRsvps(input: $input) {{ {_RSVPS_PAYLOAD} }}
+}}"""
+OPEN_EVENT_RSVPS = f"""
+mutation hubOpenEventRsvps($input: OpenEventRsvpsInput!) {{
+  openEventRsvps(input: $input) {{ {_RSVPS_PAYLOAD} }}
+}}"""
 GROUP_EVENTS = f"""
 query hubGroupEvents($urlname: String!, $first: Int!, $after: String,
                      $from: DateTime, $to: DateTime) {{
@@ -445,14 +496,44 @@ def description_html(event: Event) -> str:
 
 
 def fee_option(event: Event) -> dict[str, Any]:
-    """Meetup's feeOption for a priced event (major units, as Meetup shows prices)."""
+    """Meetup's ``EventFeeOption`` for a priced event: ``{amount, currency, paymentMethod}``.
+
+    ``amount`` is ``Int!`` in whole currency units: the schema describes its limits as
+    "may not exceed 4999 (for any currency)" in the US and "at least 1.0 USD" with WePay,
+    and every other Meetup money field (``EventFeeSettings.amount``, promo codes: "in
+    currency units (e.g. USD)", early bird: "in dollars") is in major units. So a price
+    with a fractional part (150.50 TRY) cannot be listed on Meetup: it is refused here,
+    before anything is sent, instead of being rounded into a different price. The
+    currency must be one of ``EventFeeCurrency``.
+    """
+    if event.currency not in FEE_CURRENCIES:
+        raise ValidationFailed(
+            PLATFORM,
+            f"Meetup cannot charge in {event.currency}; its fee currencies are "
+            f"{', '.join(sorted(FEE_CURRENCIES))}",
+            field="currency",
+            code="UNSUPPORTED_CURRENCY",
+            status=None,
+        )
     exponent = CURRENCY_EXPONENTS.get(event.currency, 2)
     amount = Decimal(event.price_minor) / (Decimal(10) ** exponent)
-    return {
-        "amount": int(amount) if exponent == 0 else float(amount),
-        "currency": event.currency,
-        "required": True,
-    }
+    if amount != amount.to_integral_value():
+        raise ValidationFailed(
+            PLATFORM,
+            f"Meetup takes whole-unit fees only (EventFeeOption.amount is an Int): a price of "
+            f"{amount:.{exponent}f} {event.currency} cannot be listed; use a whole price such "
+            f"as {int(amount)} or {int(amount) + 1} {event.currency}",
+            field="price_minor",
+            code="FRACTIONAL_PRICE",
+            status=None,
+        )
+    return {"amount": int(amount), "currency": event.currency, "paymentMethod": PAYMENT_METHOD}
+
+
+def publication_status(status: Any) -> str:
+    """Meetup's EventStatus as the hub's publication word (ACTIVE -> published, ...)."""
+    text = str(status or "unknown")
+    return EVENT_STATUS_WORDS.get(text, text.lower())
 
 
 # =========================================================================== the adapter
@@ -475,7 +556,7 @@ class MeetupAdapter(ChannelAdapter):
         super().__init__(base_url, client=client, timeout=timeout)
         self.tokens = tokens
         self.group_urlname = group_urlname
-        self.endpoint = f"{self.base_url}/gql-ext"
+        self.endpoint = f"{self.base_url}{GRAPHQL_PATH}"
 
     # ----------------------------------------------------------------- transport
     async def _post(self, payload: dict[str, Any], token: str) -> httpx.Response:
@@ -575,7 +656,7 @@ class MeetupAdapter(ChannelAdapter):
         return payload
 
     # ----------------------------------------------------------------- mapping
-    def _event_input(self, event: Event) -> dict[str, Any]:
+    def _event_input(self, event: Event, *, editing: bool = False) -> dict[str, Any]:
         zone = ZoneInfo(event.timezone)
         starts = _aware(event.starts_at, event.timezone).astimezone(zone)
         ends = _aware(event.ends_at, event.timezone).astimezone(zone)
@@ -586,8 +667,18 @@ class MeetupAdapter(ChannelAdapter):
             "duration": iso_duration(ends - starts),
         }
         if event.is_online:
+            # venueId "online" is the schema's alias; howToFindUs "for online events ...
+            # is used for the event's url".
             data["venueId"] = "online"
-        if not event.is_free:
+            data["howToFindUs"] = event.online_url
+        elif editing:  # moved off-line: "To unset this field, provide a value of "0""
+            data["venueId"] = "0"
+            data["howToFindUs"] = ""  # "To unset this field, provide a empty string"
+        if editing:  # EditEventInput.feeOption is an EventFeeOptionEdit {enabled, fee}
+            data["feeOption"] = (
+                {"enabled": False} if event.is_free else {"enabled": True, "fee": fee_option(event)}
+            )
+        elif not event.is_free:  # CreateEventInput.feeOption is an EventFeeOption
             data["feeOption"] = fee_option(event)
         return data
 
@@ -596,14 +687,26 @@ class MeetupAdapter(ChannelAdapter):
             platform=self.platform,
             platform_event_id=str(node["id"]),
             url=node.get("eventUrl"),
-            status=str(node.get("status") or "unknown").lower(),
+            status=publication_status(node.get("status")),
             raw=raw,
         )
 
     async def _close(self, platform_event_id: str) -> dict[str, Any]:
-        return await self._mutate(
+        payload = await self._mutate(
             "closeEventRsvps", CLOSE_EVENT_RSVPS, {"eventId": platform_event_id}
         )
+        self._check_rsvps_closed(payload, closed=True)
+        return payload
+
+    @staticmethod
+    def _check_rsvps_closed(payload: dict[str, Any], *, closed: bool) -> None:
+        """The payload's ``event`` is the truth: RSVPs must now be closed (or open)."""
+        settings = (payload.get("event") or {}).get("rsvpSettings") or {}
+        if settings.get("rsvpsClosed") is not None and bool(settings["rsvpsClosed"]) != closed:
+            state = "open" if closed else "closed"
+            raise ServerError(
+                PLATFORM, f"Meetup answered without error but RSVPs are still {state}"
+            )
 
     async def _publish_draft(self, platform_event_id: str) -> dict[str, Any]:
         return await self._mutate(
@@ -687,7 +790,7 @@ class MeetupAdapter(ChannelAdapter):
         self, event: Event, platform_event_id: str, capacity: int
     ) -> ChannelPublication:
         """editEvent with every field; capacity 0 closes RSVPs (rsvpLimit 0 means no limit)."""
-        data = {"eventId": platform_event_id, **self._event_input(event)}
+        data = {"eventId": platform_event_id, **self._event_input(event, editing=True)}
         if capacity > 0:
             data["rsvpSettings"] = {"rsvpLimit": capacity}
         edited = await self._mutate("editEvent", EDIT_EVENT, data)
@@ -717,7 +820,10 @@ class MeetupAdapter(ChannelAdapter):
 
     async def open_sales(self, platform_event_id: str) -> None:
         """Re-open RSVPs closed by :meth:`close_sales` (Meetup-only; not in the port)."""
-        await self._mutate("openEventRsvps", OPEN_EVENT_RSVPS, {"eventId": platform_event_id})
+        payload = await self._mutate(
+            "openEventRsvps", OPEN_EVENT_RSVPS, {"eventId": platform_event_id}
+        )
+        self._check_rsvps_closed(payload, closed=False)
 
     # ----------------------------------------------------------------- registrations
     async def list_registrations(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from integrations.meetup import (
     connect,
     description_html,
     iso_duration,
+    publication_status,
     sandbox_authorize,
 )
 from integrations.sandbox.common import ServerHandle, serve_in_thread
@@ -253,27 +255,36 @@ def test_publish_creates_a_draft_then_publishes(server: ServerHandle, sandbox) -
     async def scenario() -> None:
         h = await connected(server.url)
         try:
-            event = make_event(price_minor=25050)
+            event = make_event(price_minor=25000)
             publication = await h.adapter.publish_event(event, capacity=40)
             assert publication.platform is Platform.MEETUP
             assert publication.status == "published"
             event_id = publication.platform_event_id
             assert event_id.isdigit()
-            assert publication.url == (
-                f"https://www.meetup.com/{MEETUP_GROUP_URLNAME}/events/{event_id}/"
-            )
+            # the sandbox's own page, not meetup.com
+            assert publication.url == f"{server.url}/{MEETUP_GROUP_URLNAME}/events/{event_id}/"
             create = publication.raw["create"]
             assert create["event"]["status"] == "DRAFT"
-            assert publication.raw["publish"]["event"]["status"] == "PUBLISHED"
+            published = publication.raw["publish"]["event"]
+            assert published["status"] == "ACTIVE"  # EventStatus; the hub word is "published"
+            assert published["maxTickets"] == 40  # the limit as Meetup reads it back
+            assert published["rsvpSettings"] == {"rsvpsClosed": False}
 
             stored = sandbox.store.get("event", event_id)
             assert stored["dateTime"] == event.starts_at.astimezone(IST).strftime(
-                "%Y-%m-%dT%H:%M+03:00"
+                "%Y-%m-%dT%H:%M:%S+03:00"
             )
             assert stored["duration"] == "PT2H30M"
             assert stored["rsvpLimit"] == 40
             assert stored["venueId"] == "online"
-            assert stored["fee"]["amount"] == 250.5 and stored["fee"]["currency"] == "TRY"
+            assert stored["howToFindUs"] == "https://meet.example/abc"
+            # whole currency units (EventFeeOption.amount is Int!), paid to the organizer
+            assert stored["fee"] == {
+                "amount": 250,
+                "currency": "TRY",
+                "paymentMethod": "CASH",
+                "refundPolicy": None,
+            }
             assert stored["description"] == (
                 "<p>Talks &amp; &lt;pizza&gt;<br>bring a laptop</p><p>Second paragraph</p>"
             )
@@ -304,6 +315,130 @@ def test_publish_validation_errors_name_the_field(server: ServerHandle, sandbox)
             assert "nope" in str(schema.value)
         finally:
             await h.__aexit__()
+
+    run(scenario())
+
+
+class Recording(httpx.AsyncBaseTransport):
+    """Real HTTP, remembering the operation name of every GraphQL request sent."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.operations: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/gql-ext"):
+            self.operations.append(json.loads(request.content).get("operationName", ""))
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def test_paid_events_send_only_what_eventfeeoption_has(server: ServerHandle, sandbox) -> None:
+    async def scenario() -> None:
+        wire = Recording()
+        h = await connected(server.url, wire)
+        try:
+            before = len(sandbox.store.all("event"))
+            # 150.50 TRY: EventFeeOption.amount is a whole-unit Int, refused before sending
+            with pytest.raises(ValidationFailed) as fractional:
+                await h.adapter.publish_event(make_event(price_minor=15050), capacity=10)
+            assert fractional.value.field == "price_minor"
+            assert "150.50 TRY" in str(fractional.value) and "whole" in str(fractional.value)
+            # a currency EventFeeCurrency lacks is refused too
+            with pytest.raises(ValidationFailed) as currency:
+                await h.adapter.publish_event(
+                    make_event(price_minor=20000, currency="MXN"), capacity=10
+                )
+            assert currency.value.field == "currency" and "TRY" in str(currency.value)
+            assert wire.operations == []  # nothing reached Meetup
+            assert len(sandbox.store.all("event")) == before
+
+            yen = await h.adapter.publish_event(
+                make_event(price_minor=3000, currency="JPY"), capacity=10
+            )
+            stored = sandbox.store.get("event", yen.platform_event_id)
+            assert (stored["fee"]["amount"], stored["fee"]["currency"]) == (3000, "JPY")
+
+            # editing: EditEventInput.feeOption is {enabled, fee}
+            event = make_event(price_minor=10000)
+            pub = await h.adapter.publish_event(event, capacity=10)
+            free = event.model_copy(update={"price_minor": 0})
+            await h.adapter.update_event(free, pub.platform_event_id, capacity=10)
+            assert sandbox.store.get("event", pub.platform_event_id)["fee"] is None
+            dearer = event.model_copy(update={"price_minor": 12000})
+            await h.adapter.update_event(dearer, pub.platform_event_id, capacity=10)
+            assert sandbox.store.get("event", pub.platform_event_id)["fee"]["amount"] == 120
+        finally:
+            await h.__aexit__()
+
+    run(scenario())
+
+
+def test_publication_status_words() -> None:
+    assert publication_status("ACTIVE") == "published"
+    assert publication_status("DRAFT") == "draft"
+    assert publication_status("PAST") == "past"
+    assert publication_status("CANCELLED") == "cancelled"
+    assert publication_status("BLOCKED") == "blocked"
+    assert publication_status(None) == "unknown"
+
+
+def test_unregistered_redirect_uri_is_refused(server: ServerHandle, sandbox) -> None:
+    async def scenario() -> None:
+        async with Harness(server.url) as h:
+            elsewhere = MeetupOAuth(
+                server.url,
+                MEETUP_CLIENT_ID,
+                MEETUP_CLIENT_SECRET,
+                "https://evil.example/callback",
+                h.client,
+            )
+            with pytest.raises(AuthError) as refused:
+                await sandbox_authorize(elsewhere, "s")
+            assert refused.value.status == 400
+            assert "invalid_request" in str(refused.value)
+
+            code = await sandbox_authorize(h.oauth, "s")  # the registered one works
+            with pytest.raises(AuthError):
+                await elsewhere.exchange_code(code)  # but not with another redirect_uri
+            assert (await h.oauth.exchange_code(code))["access_token"]
+
+    run(scenario())
+
+
+def test_rsvps_still_open_after_close_is_an_error() -> None:
+    """The close payload's event is the truth: an RSVP state that did not change is a fault."""
+
+    async def scenario() -> None:
+        store = MemoryTokenStore()
+        store.data["meetup"] = {
+            "access_token": "a",
+            "refresh_token": "r",
+            "expires_at": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        }
+        async with Harness("https://api.example") as h:
+            h.store = store
+            h.tokens.store = store
+            with respx.mock(base_url="https://api.example") as mock:
+                mock.post("/gql-ext").respond(
+                    200,
+                    json={
+                        "data": {
+                            "closeEventRsvps": {
+                                "event": {
+                                    "id": "1",
+                                    "maxTickets": 5,
+                                    "rsvpSettings": {"rsvpsClosed": False},
+                                },
+                                "errors": None,
+                            }
+                        }
+                    },
+                )
+                with pytest.raises(ServerError, match="still open"):
+                    await h.adapter.close_sales("1")
 
     run(scenario())
 
@@ -348,7 +483,7 @@ def test_find_existing_after_a_lost_reply(server: ServerHandle, sandbox) -> None
             assert any(e["status"] == "DRAFT" for e in drafts)
             again = await h.adapter.find_existing(other)
             assert again is not None and again.status == "published"  # the draft is finished
-            assert sandbox.store.get("event", again.platform_event_id)["status"] == "PUBLISHED"
+            assert sandbox.store.get("event", again.platform_event_id)["status"] == "ACTIVE"
             assert await h.adapter.find_existing(make_event()) is None
             shifted = other.model_copy(update={"starts_at": other.starts_at + timedelta(hours=1)})
             assert await h.adapter.find_existing(shifted) is None
@@ -385,6 +520,7 @@ def test_update_event_capacity_and_sales(server: ServerHandle, sandbox) -> None:
             assert stored["title"] == "Python İstanbul #42 (moved)"
             assert stored["duration"] == "PT3H30M"
             assert "Kadıköy Sahnesi, Caferağa Mah., İstanbul" in stored["description"]
+            assert stored["venueId"] is None and stored["howToFindUs"] is None  # not online
             assert stored["rsvpLimit"] == 3
             page = await h.adapter.list_registrations(eid)
             statuses = [r.status for r in page.items]
@@ -395,11 +531,11 @@ def test_update_event_capacity_and_sales(server: ServerHandle, sandbox) -> None:
             assert sandbox.store.get("event", eid)["rsvpLimit"] == 10
             await h.adapter.update_capacity(eid, 0)  # 0 must not mean "no limit"
             stored = sandbox.store.get("event", eid)
-            assert stored["rsvpLimit"] == 10 and stored["rsvpsOpen"] is False
+            assert stored["rsvpLimit"] == 10 and stored["rsvpsClosed"] is True
             await h.adapter.open_sales(eid)
-            assert sandbox.store.get("event", eid)["rsvpsOpen"] is True
+            assert sandbox.store.get("event", eid)["rsvpsClosed"] is False
             await h.adapter.close_sales(eid)
-            assert sandbox.store.get("event", eid)["rsvpsOpen"] is False
+            assert sandbox.store.get("event", eid)["rsvpsClosed"] is True
         finally:
             await h.__aexit__()
 
