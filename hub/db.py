@@ -197,6 +197,19 @@ integrations = Table(
     schema="app",
 )
 
+# One row (id = 1): the key the vault encrypts with now, by fingerprint (never the key).
+# A writer holds it FOR SHARE while it encrypts and stores; a rotation updates it first,
+# so no process can store a credential under a key that a rotation is about to drop.
+vault_state = Table(
+    "vault_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("primary_key_id", Text, nullable=False),
+    _ts("updated_at", default=True),
+    CheckConstraint("id = 1", name="ck_vault_state_single_row"),
+    schema="app",
+)
+
 outbox = Table(
     "outbox",
     metadata,
@@ -258,7 +271,7 @@ def _raw_table(name: str, *extra: Column) -> Table:
         Column("dedupe_key", Text),
         Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
         Column("body", LargeBinary, nullable=False),
-        Column("body_size", Integer, nullable=False),
+        Column("body_size", BigInteger, nullable=False),  # declared sizes can pass 2^31
         Column("body_truncated", Boolean, nullable=False, server_default=text("false")),
         Column("verified", Boolean, nullable=False, server_default=text("false")),
         Column("flag", Text),  # why it was refused: bad_signature, malformed, oversize ...

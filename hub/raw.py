@@ -69,11 +69,38 @@ def sha256_hex(data: bytes | str) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _clean_text(value: str | None) -> str | None:
-    """PostgreSQL TEXT and JSONB refuse NUL characters."""
+# PostgreSQL's bigint: a declared Content-Length beyond it is stored as this ceiling.
+MAX_BODY_SIZE = 2**63 - 1
+
+
+def storable_text(value: str | None) -> str | None:
+    """Text from outside made storable in PostgreSQL TEXT and JSONB: NUL (which neither
+    can hold) becomes U+FFFD, and so does a lone surrogate (``"\\ud800"`` in a JSON body
+    decodes to one; it cannot be encoded to UTF-8). Everything else is kept as is."""
     if value is None:
         return None
-    return value.replace("\x00", "\ufffd")
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return value
+
+
+_clean_text = storable_text
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON-like value (dicts, lists, scalars) with every string, keys included, made
+    storable (:func:`storable_text`); other scalars are returned unchanged."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, Mapping):
+        return {storable_text(str(k)): storable_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_json(v) for v in value]
+    return value
 
 
 def normalize_dedupe_key(key: str | None) -> str | None:
@@ -135,9 +162,9 @@ def _row(
     values: dict[str, Any] = {
         "source": _clean_text(source),
         "dedupe_key": normalize_dedupe_key(dedupe_key),
-        "headers": dict(headers),
+        "headers": {storable_text(str(k)): storable_text(str(v)) for k, v in headers.items()},
         "body": bytes(body),
-        "body_size": len(body) if body_size is None else int(body_size),
+        "body_size": len(body) if body_size is None else min(int(body_size), MAX_BODY_SIZE),
         "body_truncated": bool(body_truncated),
         "verified": bool(verified),
         "flag": _clean_text(flag),
@@ -241,6 +268,40 @@ def _committed_sql(table: str, columns: tuple[str, ...], keyed: bool) -> tuple[s
     return combined, lookup
 
 
+def raw_values(table: str | Table, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters of :func:`committed_statement` for one row (as :func:`store_raw`
+    would store it; headers wrapped for JSONB)."""
+    values = _row(_table(table), **fields)
+    values["headers"] = Jsonb(values["headers"])
+    return values
+
+
+def committed_statement(table: str | Table, values: dict[str, Any]) -> tuple[str, dict]:
+    """The one statement that inserts the row and, on a conflict, returns the stored
+    row's id (``(id, duplicate)``): psycopg SQL and its parameters."""
+    target = _table(table)
+    keyed = values["dedupe_key"] is not None
+    sql, _ = _committed_sql(f"{target.schema}.{target.name}", tuple(values), keyed)
+    return sql, values
+
+
+def result_of_row(
+    row: Any, table: str | Table, values: Mapping[str, Any], cur: psycopg.Cursor
+) -> RawStoreResult:
+    """The outcome of :func:`committed_statement`. No row back means the conflicting row
+    was committed by a concurrent request after the statement's snapshot (it waited on
+    it, then did nothing): one plain lookup finds it."""
+    key = values["dedupe_key"]
+    if row is not None:
+        return RawStoreResult(id=int(row[0]), duplicate=bool(row[1]) if key else False)
+    target = _table(table)
+    _, lookup = _committed_sql(f"{target.schema}.{target.name}", tuple(values), True)
+    found = cur.execute(lookup, {"source": values["source"], "dedupe_key": key}).fetchone()
+    if found is None:  # pragma: no cover - the conflicting row is committed and immutable
+        raise RuntimeError("raw row vanished after a dedupe conflict")
+    return RawStoreResult(id=int(found[0]), duplicate=True)
+
+
 def store_raw_committed(
     conn: psycopg.Connection,
     table: str | Table,
@@ -251,22 +312,11 @@ def store_raw_committed(
 
     ``conn`` must be in autocommit mode: the INSERT is then its own transaction, durable
     on return exactly like INSERT + COMMIT. On a conflict the same statement returns the
-    stored row's id; only when that row was committed by a concurrent request after the
-    statement's snapshot (it waited on it, then did nothing) is a second SELECT needed.
-    Same rows, same columns, same values as :func:`store_raw`.
+    stored row's id. Same rows, same columns, same values as :func:`store_raw`.
     """
     if not conn.autocommit:
         raise ValueError("store_raw_committed needs an autocommit connection")
-    target = _table(table)
-    values = _row(target, **fields)
-    key = values["dedupe_key"]
-    values["headers"] = Jsonb(values["headers"])
-    sql, lookup = _committed_sql(f"{target.schema}.{target.name}", tuple(values), key is not None)
+    values = raw_values(table, fields)
+    sql, params = committed_statement(table, values)
     with conn.cursor() as cur:
-        row = cur.execute(sql, values).fetchone()
-        if row is not None:
-            return RawStoreResult(id=int(row[0]), duplicate=bool(row[1]) if key else False)
-        found = cur.execute(lookup, {"source": values["source"], "dedupe_key": key}).fetchone()
-    if found is None:  # pragma: no cover - the conflicting row is committed and immutable
-        raise RuntimeError("raw row vanished after a dedupe conflict")
-    return RawStoreResult(id=int(found[0]), duplicate=True)
+        return result_of_row(cur.execute(sql, params).fetchone(), table, values, cur)

@@ -33,6 +33,29 @@ class Body:
     data: bytes
     size: int  # the declared Content-Length, or bytes seen (a lower bound when cut)
     truncated: bool
+    incomplete: str | None = None  # why the stream broke before its end (bad framing)
+
+
+class GuardedStream:
+    """A WSGI input stream whose read errors end the body instead of the request.
+
+    A malformed chunked body (or a connection cut mid-body) makes the server's stream
+    raise its own exception class from ``read()``; this wrapper records it in ``error``
+    and returns EOF, so the caller keeps what was read and refuses the request (400).
+    """
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.error: str | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            return self._stream.read(size)
+        except Exception as exc:  # the server's own framing errors have no common base
+            self.error = type(exc).__name__
+            return b""
 
 
 def _read_upto(stream, limit: int) -> bytes:
@@ -47,17 +70,20 @@ def _read_upto(stream, limit: int) -> bytes:
 
 def read_body(stream, content_length: int | None, max_bytes: int) -> Body:
     """Read at most ``max_bytes`` (+1 to detect overflow) from ``stream``."""
+    guarded = stream if isinstance(stream, GuardedStream) else GuardedStream(stream)
     if content_length is not None and content_length > max_bytes:
-        return Body(_read_upto(stream, PREVIEW_BYTES), content_length, True)
+        return Body(_read_upto(guarded, PREVIEW_BYTES), content_length, True, guarded.error)
     buf = bytearray()
     while True:
-        chunk = stream.read(min(_CHUNK, max_bytes + 1 - len(buf)))
+        chunk = guarded.read(min(_CHUNK, max_bytes + 1 - len(buf)))
         if not chunk:
             break
         buf += chunk
         if len(buf) > max_bytes:
-            return Body(bytes(buf[:PREVIEW_BYTES]), len(buf), True)
-    return Body(bytes(buf), len(buf), False)
+            return Body(bytes(buf[:PREVIEW_BYTES]), len(buf), True, guarded.error)
+    if content_length is not None and len(buf) < content_length and guarded.error is None:
+        guarded.error = "short_body"  # the connection ended before Content-Length bytes
+    return Body(bytes(buf), len(buf), False, guarded.error)
 
 
 class FormError(ValueError):

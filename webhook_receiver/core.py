@@ -10,6 +10,7 @@ take it the answer is 503 ``unavailable`` with Retry-After, and nothing is writt
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -27,12 +28,11 @@ from hub.raw import (
     STATUS_RECEIVED,
     RawStoreResult,
     redact_headers,
-    store_raw_committed,
 )
 from hub.settings import Settings
-from webhook_receiver.body import Body, read_body
-from webhook_receiver.logs import safe_path
-from webhook_receiver.store import RawStore
+from webhook_receiver.body import Body, GuardedStream, read_body
+from webhook_receiver.logs import mask_secrets, safe_path
+from webhook_receiver.store import RawStore, StoreTimeout
 
 WEBHOOKS = "webhook_events"
 INBOUND = "inbound_emails"
@@ -43,7 +43,11 @@ DB_UNAVAILABLE = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     EmbeddedServiceError,
+    StoreTimeout,
 )
+# The WSGI environ keys the HTTP front (webhook_receiver.front) sets when it could not
+# read the whole body: the body was too slow (408) or not valid HTTP framing (400).
+FRONT_BODY_ERROR = "hub.body_error"
 
 
 class ReceiverError(Exception):
@@ -158,13 +162,15 @@ def redis_client() -> redis_lib.Redis:
 
 
 def request_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """Redacted request headers plus ``:method`` and ``:path`` (URL tokens masked)."""
+    """Redacted request headers plus ``:method`` and ``:path`` (URL tokens masked); any
+    configured secret found in a value (a token echoed in a Referer, a query) is masked."""
+    secrets = configured_secrets()
     headers = redact_headers(request.headers.items())
     headers[":method"] = request.method
-    headers[":path"] = safe_path(request.path, configured_secrets())
+    headers[":path"] = safe_path(request.path, secrets)
     if extra:
         headers.update(extra)
-    return headers
+    return {name: mask_secrets(value, secrets) for name, value in headers.items()}
 
 
 def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = None) -> Delivery:
@@ -175,7 +181,18 @@ def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = Non
         limit, body, extra_headers = _inbound_body(extra_headers)
     else:
         body = read_body(request.stream, request.content_length, limit)
+    front_error = request.environ.get(FRONT_BODY_ERROR)
     delivery = Delivery(source, table, body, request_headers(extra_headers))
+    g.delivery = delivery
+    if front_error == "timeout":
+        reject(
+            delivery,
+            408,
+            "body_timeout",
+            "the body was not received in time",
+            outcome="malformed",
+            flag="body_timeout",
+        )
     if body.truncated:
         reject(
             delivery,
@@ -184,6 +201,16 @@ def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = Non
             f"body exceeds {limit} bytes",
             outcome="oversize",
             flag="oversize",
+        )
+    if front_error or body.incomplete:
+        reject(
+            delivery,
+            400,
+            "malformed",
+            "the body is not valid HTTP framing (chunked encoding or length)",
+            outcome="malformed",
+            flag="bad_framing",
+            field="body",
         )
     return delivery
 
@@ -196,13 +223,14 @@ def _inbound_body(
     from hub.files import file_store
     from integrations.inbound_email import INBOUND_MAX_BODY_BYTES, read_inbound_body
 
+    stream = GuardedStream(request.stream)
     spooled = read_inbound_body(
-        request.stream, request.content_length, request.content_type, file_store(settings())
+        stream, request.content_length, request.content_type, file_store(settings())
     )
     headers = dict(extra_headers or {})
     if spooled.body_file is not None:
         headers[":body-file"] = spooled.body_file.ref()
-    body = Body(spooled.data, spooled.size, spooled.truncated)
+    body = Body(spooled.data, spooled.size, spooled.truncated, stream.error)
     return INBOUND_MAX_BODY_BYTES, body, headers or None
 
 
@@ -215,24 +243,22 @@ def keep(
     status: str,
     **columns: Any,
 ) -> RawStoreResult:
-    """Commit the raw row (one autocommit statement, durable when it returns, see
-    webhook_receiver.store); 503 ``unavailable`` when PostgreSQL is down."""
+    """Commit the raw row (group commit, durable when it returns, see
+    webhook_receiver.store); 503 ``unavailable`` when PostgreSQL is down, or has not
+    committed it within the store's deadline (frozen)."""
     try:
-        result = raw_store().run(
-            lambda conn: store_raw_committed(
-                conn,
-                delivery.table,
-                source=delivery.source,
-                headers=delivery.headers,
-                body=delivery.body.data,
-                body_size=delivery.body.size,
-                body_truncated=delivery.body.truncated,
-                dedupe_key=dedupe_key,
-                verified=verified,
-                flag=flag,
-                status=status,
-                **{k: v for k, v in columns.items() if v is not None},
-            )
+        result = raw_store().store(
+            delivery.table,
+            source=delivery.source,
+            headers=delivery.headers,
+            body=delivery.body.data,
+            body_size=delivery.body.size,
+            body_truncated=delivery.body.truncated,
+            dedupe_key=dedupe_key,
+            verified=verified,
+            flag=flag,
+            status=status,
+            **{k: v for k, v in columns.items() if v is not None},
         )
     except (
         *DB_UNAVAILABLE,
@@ -266,12 +292,47 @@ def reject(
     flag: str,
     field: str | None = None,
     verified: bool = False,
+    headers: dict[str, str] | None = None,
     **columns: Any,
 ) -> NoReturn:
     """Keep the request flagged (no dedupe key: it can never shadow a genuine delivery)."""
     keep(delivery, dedupe_key=None, verified=verified, flag=flag, status=STATUS_FLAGGED, **columns)
-    headers = {"Retry-After": RETRY_AFTER_SECONDS} if status == 503 else None
+    headers = dict(headers or {})
+    if status == 503:
+        headers["Retry-After"] = RETRY_AFTER_SECONDS
     raise ReceiverError(status, error, message, outcome=outcome, field=field, headers=headers)
+
+
+def evidence_table(path: str) -> str | None:
+    """The raw table that keeps every request to ``path`` (whatever the method or the
+    answer), or None outside ``/webhooks`` and ``/inbound`` (those are only counted)."""
+    norm = "/" + "/".join(part for part in path.split("/") if part)
+    if norm == "/webhooks" or norm.startswith("/webhooks/"):
+        return WEBHOOKS
+    if norm == "/inbound" or norm.startswith("/inbound/"):
+        return INBOUND
+    return None
+
+
+def source_of(path: str) -> str:
+    """A source name for a path under /webhooks or /inbound (its first segment)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[:2] == ["inbound", "email"]:
+        parts = parts[1:]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", parts[1] if len(parts) > 1 else "unknown")[:64]
+    return name or "unknown"
+
+
+def delivery_for_refusal() -> Delivery | None:
+    """The current request's delivery (read now if the endpoint had not), or None when
+    the path is not under /webhooks or /inbound."""
+    delivery = g.get("delivery")
+    if delivery is not None:
+        return delivery
+    table = evidence_table(request.path)
+    if table is None:
+        return None
+    return begin(g.get("source") or source_of(request.path), table)
 
 
 def not_configured(delivery: Delivery, setting: str) -> NoReturn:
@@ -328,7 +389,7 @@ def json_object(delivery: Delivery) -> dict[str, Any]:
     """The body as a JSON object, or a kept 400 naming ``body``."""
     try:
         data = json.loads(delivery.body.data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         malformed(delivery, "body", "body is not valid JSON")
     if not isinstance(data, dict):
         malformed(delivery, "body", "body is not a JSON object")

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import sys
+import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +25,7 @@ MASK = "***"
 # Path segments that are secrets by construction: /inbound/email/sendgrid/<token>
 _TOKEN_PATH = re.compile(r"^(/inbound/email/sendgrid/)[^/]+", re.IGNORECASE)
 _MAX_PATH = 200
+_MAX_TRACEBACK = 8000
 
 
 def utc_timestamp() -> str:
@@ -39,8 +41,42 @@ def safe_path(path: str, secrets: Iterable[str | None] = ()) -> str:
     return path[:_MAX_PATH]
 
 
+# Credentials that can appear in exception text (URLs, headers, DSNs) whatever we know.
+_SECRET_PATTERNS = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[\w.~+/=-]+"), r"\1 ***"),
+    (re.compile(r"\b(?:sk|rk|pk|whsec)_\w+"), "***"),
+    (re.compile(r"(?i)([?&;](?:token|api_key|apikey|key|access_token|password|secret|"
+                r"signature|hub\.verify_token)(?:\[\])?=)[^&\s'\"]+"), r"\1***"),
+    (re.compile(r"(?i)(password=|://[^:/\s]+:)[^@\s]+@"), r"\1***@"),
+)  # fmt: skip
+
+
+def mask_secrets(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with every known secret value and anything shaped like a credential
+    (bearer tokens, ``whsec_``/``sk_`` keys, ``token=`` in a URL, a DSN's password)
+    replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4 and secret in text:
+            text = text.replace(secret, MASK)
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     """``{"timestamp", "level", "logger", ...fields}``; fields come from ``extra={"fields":}``."""
+
+    def formatException(self, ei) -> str:
+        exc = ei[1]
+        if exc is not None and type(exc).__module__.startswith("psycopg"):
+            # psycopg messages carry DETAIL lines that quote the row's values.
+            frames = "".join(traceback.format_tb(ei[2]))
+            return (
+                f"Traceback (most recent call last):\n{frames}{type(exc).__name__}: "
+                f"(message withheld: it can quote row values; sqlstate "
+                f"{getattr(exc, 'sqlstate', None)})"
+            )
+        return super().formatException(ei)
 
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
@@ -56,8 +92,12 @@ class JsonFormatter(logging.Formatter):
         else:
             data["message"] = record.getMessage()
         if record.exc_info and record.exc_info[0] is not None:
-            # The class only: exception messages can quote SQL parameters (bodies).
             data["error_type"] = record.exc_info[0].__name__
+            # The traceback (file, line, code) with credentials masked. Not the message
+            # of a database error: it can quote SQL parameters, i.e. request bodies.
+            data["traceback"] = mask_secrets(
+                self.formatException(record.exc_info), getattr(record, "secrets", ())
+            )[-_MAX_TRACEBACK:]
         return json.dumps(data, default=str, ensure_ascii=False)
 
 

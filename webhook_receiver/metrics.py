@@ -44,6 +44,11 @@ LATENCY = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+OTHER = Counter(
+    "hub_receiver_other_requests",
+    "Requests outside /webhooks and /inbound (health, metrics, unknown paths), by status",
+    ["status"],
+)
 
 
 # Children per label set, looked up once: ``.labels()`` validates and locks every call.
@@ -62,6 +67,16 @@ def observe(source: str, outcome: str, seconds: float) -> None:
         histogram = _LATENCY_CHILDREN.setdefault(source, LATENCY.labels(source=source))
     counter.inc()
     histogram.observe(seconds)
+
+
+_OTHER_CHILDREN: dict[int, Any] = {}
+
+
+def observe_other(status: int) -> None:
+    counter = _OTHER_CHILDREN.get(status)
+    if counter is None:
+        counter = _OTHER_CHILDREN.setdefault(status, OTHER.labels(status=str(status)))
+    counter.inc()
 
 
 def multiprocess_dir() -> str | None:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import redis as redis_lib
 from flask import Blueprint, Response, g, request
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from hub.raw import STATUS_IGNORED, sha256_hex
 from integrations.inbound_email import (
@@ -40,15 +42,16 @@ from webhook_receiver.core import (
     INBOUND,
     WEBHOOKS,
     Delivery,
-    ReceiverError,
     accept,
     begin,
+    evidence_table,
     json_object,
     malformed,
     not_configured,
     redis_client,
     reject,
     settings,
+    source_of,
 )
 
 bp = Blueprint("receiver", __name__)
@@ -99,9 +102,13 @@ def eventbrite_dedupe_key(
 ) -> str:
     """Dedupe key of an Eventbrite delivery.
 
-    ``delivery:<X-Eventbrite-Delivery>`` when the header is present: it names the
-    delivery, so Eventbrite's retries of it collapse and distinct deliveries (even for
-    the same order) each get a row.
+    With ``X-Eventbrite-Delivery``: ``delivery:<id>:<sha256(action \\n api_url)>``.
+    The hint is unsigned, so the id alone cannot be the key: anyone could post a chosen
+    id first and the genuine delivery with that id (another order) would be answered
+    ``duplicate`` and never fetched. Keyed on the id AND what the hub will fetch,
+    Eventbrite's retries of one delivery still collapse; a forged hint with the same id
+    only collapses with a genuine one that names the same ``api_url`` and action, i.e.
+    one whose fetch (the ingest GETs ``api_url`` and trusts nothing else) is the same.
 
     Without the header the body is all there is, and it carries no data or timestamp:
     two ``order.updated`` hints for the same order are byte-identical. A key of
@@ -113,7 +120,7 @@ def eventbrite_dedupe_key(
     idempotent GET of ``api_url``, which always returns the current state.
     """
     if delivery_id and delivery_id.strip():
-        return f"delivery:{delivery_id.strip()}"
+        return f"delivery:{delivery_id.strip()}:{sha256_hex(chr(10).join((action, api_url)))}"
     bucket = int((time.time() if now is None else now) // EVENTBRITE_HINT_BUCKET_SECONDS)
     digest = sha256_hex("\n".join((action, api_url, str(bucket))))
     return f"hint:{digest}"
@@ -244,8 +251,13 @@ def stripe_webhook() -> ResponseReturnValue:
 
 @bp.get("/webhooks/whatsapp")
 def whatsapp_verify() -> ResponseReturnValue:
-    """Meta's subscription handshake: echo ``hub.challenge`` when the token matches."""
-    g.source = "whatsapp"
+    """Meta's subscription handshake: echo ``hub.challenge`` when the token matches.
+
+    Kept either way (evidence): a matching handshake as ``ignored``, a refused one
+    flagged ``bad_token``; the query is stored without ``hub.verify_token``."""
+    query = [(k, v) for k, v in request.args.items(multi=True) if k != "hub.verify_token"]
+    extra = {":query": "&".join(f"{k}={v}" for k, v in query)} if query else None
+    delivery = begin("whatsapp", WEBHOOKS, extra_headers=extra)
     expected = settings().secret("whatsapp_verify_token")
     mode = request.args.get("hub.mode")
     challenge = request.args.get("hub.challenge")
@@ -255,9 +267,12 @@ def whatsapp_verify() -> ResponseReturnValue:
         and len(challenge) <= 512
         and constant_time_equals(expected, request.args.get("hub.verify_token"))
     ):
+        accept(delivery, auth="verify-token", dedupe_key=None, status=STATUS_IGNORED,
+               event_type="subscribe")  # fmt: skip
         g.outcome = "accepted"
         return Response(challenge, 200, mimetype="text/plain")
-    raise ReceiverError(403, "forbidden", "verify token does not match", outcome="bad_signature")
+    reject(delivery, 403, "forbidden", "verify token does not match",
+           outcome="bad_signature", flag="bad_token")  # fmt: skip
 
 
 def _whatsapp_event_type(data: dict[str, Any]) -> str:
@@ -309,7 +324,7 @@ def _netgsm_reports(delivery: Delivery) -> list[dict[str, Any]]:
     data = delivery.body.data
     content_type = request.mimetype or ""
     if not data.strip():
-        return [{k: v for k, v in request.args.items() if k != "token"}]
+        return [{k: v for k, v in request.args.items() if not _is_token_field(k)}]
     if content_type == "application/json" or data.lstrip()[:1] in (b"{", b"["):
         try:
             parsed = json.loads(data)
@@ -326,6 +341,11 @@ def _netgsm_reports(delivery: Delivery) -> list[dict[str, Any]]:
     except FormError as exc:
         malformed(delivery, "body", str(exc))
     return [{k: v.decode("utf-8", "replace") for k, v in form.fields.items()}]
+
+
+def _is_token_field(name: str) -> bool:
+    """``token``, ``Token``, ``TOKEN``, ``token[]``, ``token[0]`` ...: never stored."""
+    return name.split("[", 1)[0].strip().lower() == "token"
 
 
 def _pick(item: dict[str, Any], name: str) -> str | None:
@@ -346,7 +366,7 @@ def netgsm() -> ResponseReturnValue:
     ``report:sha256(sorted (jobid, number, status) triples)``: a repeated report
     collapses, a status change makes a new row. ``event_type`` = ``delivery_report``.
     """
-    query = [(k, v) for k, v in request.args.items(multi=True) if k != "token"]
+    query = [(k, v) for k, v in request.args.items(multi=True) if not _is_token_field(k)]
     extra = {":query": "&".join(f"{k}={v}" for k, v in query)} if query else None
     delivery = begin("netgsm", WEBHOOKS, extra_headers=extra)
     expected = settings().secret("netgsm_report_token")
@@ -475,6 +495,41 @@ def _source_name(rest: str) -> str:
     return name or "unknown"
 
 
+def _method_not_allowed(allowed: list[str] | set[str]) -> None:
+    """A known endpoint asked with another method (HEAD and OPTIONS included): kept
+    flagged ``method_not_allowed`` and answered 405 with ``Allow``."""
+    allow = ", ".join(sorted(allowed))
+    table = evidence_table(request.path) or WEBHOOKS
+    delivery = begin(source_of(request.path), table)
+    reject(delivery, 405, "method_not_allowed", f"use {allow}", outcome="malformed",
+           flag="method_not_allowed", headers={"Allow": allow})  # fmt: skip
+
+
+def refuse_unrouted() -> None:
+    """Before a view runs: under /webhooks and /inbound, a request the routing refused
+    (405, 404, a 308 redirect such as ``//`` -> ``/``) or one Flask would answer by itself
+    (automatic OPTIONS, HEAD on a GET endpoint) is kept flagged, then answered as
+    before (raises :class:`ReceiverError`). Elsewhere nothing happens here (such
+    requests are counted in the metrics)."""
+    if evidence_table(request.path) is None:
+        return
+    exc = request.routing_exception
+    if isinstance(exc, RequestRedirect):
+        delivery = begin(source_of(request.path), evidence_table(request.path) or WEBHOOKS)
+        reject(delivery, exc.code, "redirect", f"use {exc.new_url}", outcome="malformed",
+               flag="redirected", headers={"Location": exc.new_url})  # fmt: skip
+    if isinstance(exc, MethodNotAllowed):
+        _method_not_allowed(set(exc.valid_methods or []) - {"HEAD", "OPTIONS"})
+    if exc is not None or request.url_rule is None:
+        return  # a 404 is kept by the error handler
+    delivery_methods = set(request.url_rule.methods or ()) - {"HEAD", "OPTIONS"}
+    if request.endpoint not in _CATCH_ALL and request.method not in delivery_methods:
+        _method_not_allowed(delivery_methods)
+
+
+_CATCH_ALL = ("receiver.unknown_webhook", "receiver.unknown_inbound")
+
+
 def _unknown(prefix: str, rest: str) -> ResponseReturnValue:
     path = request.path.rstrip("/")
     allowed = KNOWN_ENDPOINTS.get(path)
@@ -482,13 +537,7 @@ def _unknown(prefix: str, rest: str) -> ResponseReturnValue:
         allowed = ["POST"]
     if allowed is not None:  # a known endpoint, wrong method
         g.source = path.split("/")[-1] if "sendgrid" not in path else "sendgrid"
-        raise ReceiverError(
-            405,
-            "method_not_allowed",
-            f"use {', '.join(allowed)}",
-            outcome="malformed",
-            headers={"Allow": ", ".join(allowed)},
-        )
+        _method_not_allowed(allowed)
     if prefix == "inbound" and rest.startswith("email/"):
         rest = rest[len("email/") :]
     delivery = begin(_source_name(rest), INBOUND if prefix == "inbound" else WEBHOOKS)
