@@ -271,6 +271,7 @@ _NAME_STOP = {
     "bilgi", "islem", "dekont", "kart", "bonus", "kampanya", "merhaba", "dear", "hi", "sevgili",
     "referans", "ref", "reg", "received", "gonderen", "alici", "sender", "recipient", "the",
     "papara", "wise", "revolut", "ininal", "hesabina", "tutarinda", "size", "sana",
+    "de", "da", "te", "ta", "den", "dan",
 }  # fmt: skip
 _ABLATIVE = re.compile(r"['’]?(?:d[ae]n|t[ae]n|D[AE]N|T[AE]N)$")
 
@@ -388,7 +389,10 @@ _PROMO = re.compile(
     r"abonelik|unsubscribe|ayricalik|faiz oran|kredi karti basvuru|reklam|iletisim izni|"
     r"e-?bulten|newsletter|limited time|sadece bugun|varan"
 )
-_TRANSFER_NOUN = re.compile(r"havale|eft\b|fast\b|transfer|para|odeme|payment|money|gonderdi|sent")
+_TRANSFER_NOUN = re.compile(
+    r"havale|eft\b|fast\b|transfer|para|odeme|payment|money|gonderdi|sent|received|"
+    r"harcama|hesabiniza|hesabina\b"
+)
 _COMPLETED = re.compile(
     r"gelmistir|gecmistir|yatirilmistir|yapilmistir|gerceklesmistir|aktarilmistir|"
     r"gonderdi\b|gonderilmistir|sent you|received|geldi\b|gecti\b|alindi|"
@@ -418,6 +422,17 @@ class Record:
     reasons: list[str] = field(default_factory=list)
     structural: bool = False  # has a field of a transaction besides the amount
     context: str = ""  # the whole part, when it holds this one record only
+
+
+def _name_first(lines: Sequence[str]) -> str | None:
+    """A layout that opens with the payer's name on a line of its own, then the amount."""
+    for i, line in enumerate(lines[:4]):
+        name = clean_name(line)
+        if name and name == line.strip() and re.fullmatch(_ANY_NAME, name):
+            following = " ".join(lines[i + 1 : i + 3])
+            if find_amounts(following):
+                return name
+    return None
 
 
 def _type_direction(value: str | None, vocab: Vocabulary) -> int:
@@ -653,6 +668,8 @@ def analyze_part(
             rec.payer = prose_payer(rec.text) or (
                 prose_payer(doc_text) if len(records) == 1 else None
             )
+        if rec.payer is None and rec.direction > 0 and rec.recipient is None and len(records) == 1:
+            rec.payer = _name_first(lines)
         if rec.date is None:
             rec.date = find_date(rec.text) or (find_date(doc_text) if len(records) == 1 else None)
         if rec.txn_id is None and len(records) == 1 and first.get("txn_id"):
@@ -767,6 +784,7 @@ def analyze_document(
                     for r in item[1].records
                 ),
                 sum(r.amount_labelled for r in item[1].records),
+                item[0] == "HTML",  # what the person saw, when the parts are equally complete
             ),
         )
         sets = [sorted((r.amount.minor, r.amount.currency) for r in p.records) for _, p in paying]
