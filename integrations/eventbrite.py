@@ -630,7 +630,7 @@ class EventbriteAdapter(ChannelAdapter):
             platform_event_id,
             admission,
             lambda tc: max(capacity - others_sold, int(tc.get("quantity_sold") or 0)),
-            extra={"sales_end": _utc(event.starts_at), **self._price_fields(event)},
+            extra=self._ticket_changes(event, admission),
         )
         classes = [admission if tc.get("id") == admission["id"] else tc for tc in classes]
         return self._publication(
@@ -638,6 +638,20 @@ class EventbriteAdapter(ChannelAdapter):
             str(event_json.get("status")),
             {"event": event_json, "ticket_classes": classes},
         )
+
+    def _ticket_changes(self, event: Event, admission: dict[str, Any]) -> dict[str, Any]:
+        """Sales end and price of the admission class, only where they differ from what
+        Eventbrite holds (a sales end already in the past is refused once sales started)."""
+        changes: dict[str, Any] = {}
+        if admission.get("sales_end") != _utc(event.starts_at):
+            changes["sales_end"] = _utc(event.starts_at)
+        cost = admission.get("cost") or {}
+        if bool(admission.get("free")) != event.is_free or (
+            not event.is_free
+            and (cost.get("currency"), cost.get("value")) != (event.currency, event.price_minor)
+        ):
+            changes.update(self._price_fields(event))
+        return changes
 
     async def update_capacity(self, platform_event_id: str, capacity: int) -> None:
         """Event capacity and admission capacity to ``capacity`` seats, never below sold.

@@ -167,6 +167,38 @@ async def test_publish_free_online_event(server: ServerHandle) -> None:
     assert publication.raw["event"]["is_free"] is True
 
 
+async def test_paid_event_uses_the_organizations_payment_options(server: ServerHandle) -> None:
+    """Payouts set up in Eventbrite (checkout settings for the currency) are linked, not
+    duplicated; settings that cannot publish (PayPal without its account) are skipped."""
+    async with adapter(server) as eb:
+        for fields in (
+            {"checkout_method": "paypal"},
+            {"checkout_method": "eventbrite", "country_code": "TR"},
+        ):
+            await eb._call(
+                "POST",
+                f"organizations/{ORG}/checkout_settings",
+                json_body={"checkout_settings": {"currency_code": "TRY", **fields}},
+            )
+        publication = await eb.publish_event(hub_event(), 10)
+        linked = await eb._call("GET", f"events/{publication.platform_event_id}/checkout_settings")
+    assert publication.status == "live"
+    assert [s["checkout_method"] for s in linked["checkout_settings"]] == ["eventbrite"]
+    assert sandbox_of(server).store.count("checkout_settings") == 2  # none created
+
+
+async def test_paid_event_without_payout_country_stays_a_draft(server: ServerHandle) -> None:
+    async with adapter(server, payout_country=None) as eb:
+        with pytest.raises(ValidationFailed) as refused:
+            await eb.publish_event(hub_event(), 10)
+        assert refused.value.code == "NO_PAYMENT_OPTIONS"
+        assert refused.value.field == "payout_country"
+        existing = await eb.find_existing(hub_event())
+        assert existing is not None and existing.status == "draft"
+        free = await eb.publish_event(hub_event(title="Free night", price_minor=0), 10)
+        assert free.status == "live"  # a free event needs no payment options
+
+
 async def test_create_validation_errors_are_typed(server: ServerHandle) -> None:
     async with adapter(server) as eb:
         with pytest.raises(ValidationFailed) as missing:
@@ -260,6 +292,52 @@ async def test_update_event_capacity_and_close_sales(server: ServerHandle) -> No
 
         with pytest.raises(NotFound):
             await eb.update_capacity("700000000000", 5)
+
+
+async def test_zero_seats_hide_the_admission_class(server: ServerHandle) -> None:
+    """Eventbrite refuses capacity 0 for a normal ticket: no seats is a hidden class."""
+    sandbox = sandbox_of(server)
+    async with adapter(server) as eb:
+        publication = await eb.publish_event(hub_event(price_minor=0), 0)
+        event_id = publication.platform_event_id
+        admission, _ = publication.raw["ticket_classes"]
+        assert (admission["capacity"], admission["hidden"]) == (1, True)
+        assert sandbox.simulate_registrations(event_id, 1, seed=1) == []
+
+        await eb.update_capacity(event_id, 3)
+        admission = (await eb.ticket_classes(event_id))[0]
+        assert (admission["capacity"], admission["hidden"]) == (3, False)
+        await eb.close_sales(event_id)  # nothing sold yet
+        admission = (await eb.ticket_classes(event_id))[0]
+        assert (admission["capacity"], admission["hidden"]) == (1, True)
+        assert sandbox.simulate_registrations(event_id, 1, seed=2) == []
+        await eb.update_capacity(event_id, 2)
+        assert len(sandbox.simulate_registrations(event_id, 1, seed=3)) == 1
+
+
+async def test_a_started_event_can_still_be_renamed(server: ServerHandle) -> None:
+    """Eventbrite refuses dates in the past (INVALID_DATE): unchanged dates are not resent."""
+    sandbox = sandbox_of(server)
+    async with adapter(server) as eb:
+        publication = await eb.publish_event(hub_event(), 10)
+        event_id = publication.platform_event_id
+        began = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
+        doc = sandbox.store.get("event", event_id)  # the clock moves on: it has started
+        doc["start"]["utc"] = began.strftime("%Y-%m-%dT%H:%M:%SZ")
+        doc["end"]["utc"] = (began + timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        sandbox.store.update("event", event_id, doc)
+        for tc in sandbox.store.all("ticket_class", scope=event_id):
+            tc["sales_start"] = (began - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            tc["sales_end"] = doc["start"]["utc"]
+            sandbox.store.update("ticket_class", tc["id"], tc)
+        started = hub_event(title="Renamed", starts_at=began, ends_at=began + timedelta(hours=3))
+        updated = await eb.update_event(started, event_id, 10)
+        assert updated.raw["event"]["name"]["text"] == "Renamed"
+        with pytest.raises(ValidationFailed) as moved:
+            await eb.update_event(
+                hub_event(starts_at=began - timedelta(days=1), ends_at=began), event_id, 10
+            )
+        assert moved.value.code == "INVALID_DATE"
 
 
 # --------------------------------------------------------------------------- registrations
