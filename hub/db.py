@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     Table,
     Text,
     UniqueConstraint,
@@ -179,7 +180,38 @@ payments = Table(
     Column("raw", JSONB),
     _ts("paid_at", nullable=True),
     _ts("created_at", default=True),
+    Column("match_score", Numeric(4, 2)),  # 0004: what the matcher weighed, for the reviewer
+    Column("match_reasons", JSONB),
+    Column("match_candidates", JSONB),
     UniqueConstraint("provider", "provider_payment_id", "kind", name="uq_payments_provider_id"),
+    schema="app",
+)
+
+inbound_email_classes = Table(  # 0004: what each inbound mail was, payments or not
+    "inbound_email_classes",
+    metadata,
+    Column("raw_id", BigInteger, primary_key=True),
+    Column("kind", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("bank", Text),
+    Column("subject", Text),
+    Column("reasons", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("payment_count", Integer, nullable=False, server_default="0"),
+    _ts("classified_at", nullable=True, default=True),
+    schema="app",
+)
+Index("ix_inbound_email_classes_kind", inbound_email_classes.c.kind)
+
+email_attachments = Table(  # 0004: attachments by checksum; the bytes are in hub.files
+    "email_attachments",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("raw_id", BigInteger, nullable=False),
+    Column("filename", Text),
+    Column("content_type", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", Text, nullable=False),
+    UniqueConstraint("raw_id", "sha256", name="uq_email_attachments_raw_sha"),
     schema="app",
 )
 

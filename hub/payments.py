@@ -26,6 +26,7 @@ payment fully refunded).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -173,12 +174,32 @@ def match_payment(conn: Connection, payment_id: int, *, actor: str) -> MatchResu
     # 1. ref code
     reg_ids, bare = refs_in(pay.reference)
     ref_regs = _registrations_by_ref(conn, reg_ids, bare, pay.event_id)
+    if len(ref_regs) == 1 and pay.provider in AGREEMENT_PROVIDERS:
+        return _weigh_ref(conn, pay, ref_regs[0], reg_ids, actor)
     if len(ref_regs) == 1:
         reg = ref_regs[0]
         problem = _ref_problem(pay, reg)
         if problem is None:
             return _confirm(conn, pay, reg, "ref", actor)
         return _leave_unmatched(conn, pay, actor, "ref", [reg.id], problem)
+    if not ref_regs and reg_ids and pay.provider in AGREEMENT_PROVIDERS:
+        near = _near_ref_registrations(conn, pay, reg_ids, exclude=set())
+        if near:
+            quoted = ", ".join(f"REG-{i}" for i in reg_ids)
+            return _leave_unmatched(
+                conn,
+                pay,
+                actor,
+                "near_ref",
+                [r.id for r in near],
+                f"{quoted} names no registration; one edit away from "
+                + ", ".join(f"REG-{r.id}" for r in near),
+                score=0.3,
+                reasons=[
+                    f"{quoted} names no registration",
+                    "a registration's ref is one edit away",
+                ],
+            )
     if len(ref_regs) > 1:
         return _leave_unmatched(
             conn, pay, actor, "ref", [r.id for r in ref_regs], "reference fits several"
@@ -219,12 +240,204 @@ def match_payment(conn: Connection, payment_id: int, *, actor: str) -> MatchResu
     return _leave_unmatched(conn, pay, actor, None, [], "no registration fits")
 
 
+# --------------------------------------------------------------------------- agreement
+
+# Payments whose ref was typed by a person (bank transfer descriptions): a ref match
+# alone is not enough. Stripe refs are set by our own checkout and are trusted as before.
+AGREEMENT_PROVIDERS = ("email",)
+CONFIRM_SCORE = 0.7
+
+
+def name_agreement(payer: str | None, registered: str | None) -> str:
+    """``agree`` / ``partial`` / ``contradict`` / ``absent`` between two names.
+
+    Turkish-aware keys, word order ignored, an initial ("A.") fits its word. ``partial``
+    (e.g. the same surname: a parent paying) does not contradict."""
+    a = (name_key(payer) or "").split()
+    b = (name_key(registered) or "").split()
+    if not a or not b:
+        return "absent"
+
+    def fits(token: str, others: list[str]) -> bool:
+        return any(
+            token == o
+            or (len(token) == 1 and o.startswith(token))
+            or (len(o) == 1 and token.startswith(o))
+            for o in others
+        )
+
+    shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
+    hits = sum(fits(t, longer) for t in shorter)
+    if (hits == len(shorter) and len(shorter) >= 2) or hits == len(shorter) == len(longer):
+        return "agree"
+    return "partial" if hits else "contradict"
+
+
+def _one_edit_away(number: str) -> set[str]:
+    """Digit strings one substitution, insertion, deletion or transposition away."""
+    out: set[str] = set()
+    digits = "0123456789"
+    for i in range(len(number) + 1):
+        for d in digits:
+            out.add(number[:i] + d + number[i:])
+    for i in range(len(number)):
+        out.add(number[:i] + number[i + 1 :])
+        for d in digits:
+            out.add(number[:i] + d + number[i + 1 :])
+        if i + 1 < len(number):
+            out.add(number[:i] + number[i + 1] + number[i] + number[i + 2 :])
+    out.discard(number)
+    return {n for n in out if n and not n.startswith("0")}
+
+
+def _near_ref_registrations(
+    conn: Connection, pay: Row, reg_ids: list[int], *, exclude: set[int]
+) -> list[Row]:
+    """Open registrations whose REG ref is one edit from a quoted one, amount fitting."""
+    near = {int(n) for i in reg_ids for n in _one_edit_away(str(i)) if len(n) <= 18}
+    near -= set(reg_ids) | exclude
+    if not near:
+        return []
+    rows = _open_with_amount(conn, pay, "r.id = any(cast(:near as bigint[]))", near=sorted(near))
+    return list(rows)
+
+
+def _weigh_ref(conn: Connection, pay: Row, reg: Row, reg_ids: list[int], actor: str) -> MatchResult:
+    """A ref match is confirmed only when the amount fits, the payer's name does not
+    contradict the registration's and no other registration could be meant."""
+    reasons = [f"ref names registration {reg.id}"]
+    score = 0.45
+    blockers: list[str] = []
+    candidates = [reg.id]
+    problem = _ref_problem(pay, reg)
+    if problem:
+        blockers.append(problem)
+    else:
+        score += 0.25
+        reasons.append("amount and currency fit")
+    agreement = name_agreement(pay.payer_name, reg.full_name)
+    near = _near_ref_registrations(conn, pay, reg_ids, exclude={reg.id})
+    if agreement == "agree":
+        score += 0.3
+        reasons.append("payer name agrees with the registration")
+    elif agreement == "partial":
+        score += 0.1
+        reasons.append("payer name partly agrees (same surname or first name)")
+    elif agreement == "contradict":
+        score -= 0.5
+        blockers.append(f"payer name {pay.payer_name!r} contradicts the registration's")
+        fitting = [
+            r.id
+            for r in _open_with_amount(conn, pay, "r.full_name is not null")
+            if name_agreement(pay.payer_name, r.full_name) == "agree"
+        ]
+        candidates += [i for i in fitting if i not in candidates][:5]
+    else:
+        reasons.append("no payer name to check")
+    if near and agreement != "agree":
+        named = [r.id for r in near if name_agreement(pay.payer_name, r.full_name) == "agree"]
+        if named or agreement == "absent":
+            blockers.append(
+                "another registration's ref is one edit away: "
+                + ", ".join(f"REG-{i}" for i in (named or [r.id for r in near][:5]))
+            )
+            candidates += [i for i in (named or [r.id for r in near][:5]) if i not in candidates]
+            score -= 0.3
+    raw = pay.raw if isinstance(pay.raw, dict) else {}
+    if (raw.get("parsed") or {}).get("disputed"):
+        blockers.append("the mail's text and HTML parts disagree about the amount")
+        score -= 0.3
+    score = round(min(max(score, 0.0), 1.0), 2)
+    if not blockers and score >= CONFIRM_SCORE:
+        return _confirm(conn, pay, reg, "ref", actor, score=score, reasons=reasons)
+    return _leave_unmatched(
+        conn,
+        pay,
+        actor,
+        "ref",
+        candidates,
+        "; ".join(blockers) or "score below the confirmation threshold",
+        score=score,
+        reasons=reasons + blockers,
+    )
+
+
+def _store_decision(
+    conn: Connection,
+    payment_id: int,
+    score: float | None,
+    reasons: list[str],
+    candidates: list[int],
+) -> None:
+    conn.execute(
+        text(
+            "update app.payments set match_score = :score, match_reasons = cast(:reasons as jsonb),"
+            " match_candidates = cast(:candidates as jsonb) where id = :id"
+        ),
+        {
+            "score": score,
+            "reasons": json.dumps(reasons, ensure_ascii=False),
+            "candidates": json.dumps(candidates),
+            "id": payment_id,
+        },
+    )
+
+
+def review_queue(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    """Payments waiting for a person, with the score, the reasons and each candidate."""
+    rows = conn.execute(
+        text(
+            "select id, provider, amount_minor, currency, payer_name, reference, match_score,"
+            " match_reasons, match_candidates, paid_at from app.payments"
+            " where status = 'unmatched' and kind = 'payment' order by id limit :limit"
+        ),
+        {"limit": limit},
+    ).all()
+    out = []
+    for row in rows:
+        ids = [int(i) for i in (row.match_candidates or [])]
+        regs = conn.execute(
+            text(
+                "select r.id, r.full_name, r.payment_status,"
+                " coalesce(nullif(r.amount_minor, 0), e.price_minor) as expected_minor"
+                " from app.registrations r join app.events e on e.id = r.event_id"
+                " where r.id = any(cast(:ids as bigint[])) order by r.id"
+            ),
+            {"ids": ids},
+        ).all()
+        by_id = {r.id: r for r in regs}
+        out.append(
+            {
+                "payment_id": row.id,
+                "provider": row.provider,
+                "amount_minor": row.amount_minor,
+                "currency": row.currency,
+                "payer_name": row.payer_name,
+                "reference": row.reference,
+                "score": float(row.match_score) if row.match_score is not None else None,
+                "reasons": list(row.match_reasons or []),
+                "candidates": [
+                    {
+                        "registration_id": i,
+                        "ref": f"REG-{i}",
+                        "name": by_id[i].full_name,
+                        "expected_minor": by_id[i].expected_minor,
+                        "payment_status": by_id[i].payment_status,
+                    }
+                    for i in ids
+                    if i in by_id
+                ],
+            }
+        )
+    return out
+
+
 def _registrations_by_ref(
     conn: Connection, reg_ids: list[int], bare: str | None, event_id: UUID | None
 ) -> list[Row]:
     base = (
         "select r.id, r.event_id, r.status, r.payment_status, r.amount_minor, r.currency,"
-        " e.price_minor, e.currency as event_currency"
+        " r.full_name, e.price_minor, e.currency as event_currency"
         " from app.registrations r join app.events e on e.id = r.event_id where "
     )
     event_clause = " and r.event_id = :event_id" if event_id else ""
@@ -320,7 +533,17 @@ def _set_registration_payment(
     return True
 
 
-def _confirm(conn: Connection, pay: Row, reg: Row, method: str, actor: str) -> MatchResult:
+def _confirm(
+    conn: Connection,
+    pay: Row,
+    reg: Row,
+    method: str,
+    actor: str,
+    *,
+    score: float | None = None,
+    reasons: list[str] | None = None,
+) -> MatchResult:
+    _store_decision(conn, pay.id, score, reasons or [f"matched by {method}"], [reg.id])
     conn.execute(
         text(
             "update app.payments set status = 'paid', registration_id = :reg, "
@@ -330,7 +553,13 @@ def _confirm(conn: Connection, pay: Row, reg: Row, method: str, actor: str) -> M
     )
     conn.execute(
         audit_log.insert(),
-        _audit("payment", pay.id, "matched", actor, {"registration_id": reg.id, "method": method}),
+        _audit(
+            "payment",
+            pay.id,
+            "matched",
+            actor,
+            {"registration_id": reg.id, "method": method, "score": score, "reasons": reasons},
+        ),
     )
     _set_registration_payment(conn, reg.id, "paid", actor, {"payment_id": pay.id, "method": method})
     # A refund that arrived before its payment can be applied now.
@@ -353,7 +582,11 @@ def _leave_unmatched(
     method: str | None,
     candidates: list[int],
     reason: str,
+    *,
+    score: float | None = None,
+    reasons: list[str] | None = None,
 ) -> MatchResult:
+    _store_decision(conn, pay.id, score, reasons or [reason], candidates)
     if pay.status != "unmatched":
         conn.execute(
             text("update app.payments set status = 'unmatched' where id = :id"), {"id": pay.id}
@@ -365,7 +598,7 @@ def _leave_unmatched(
                 pay.id,
                 "unmatched",
                 actor,
-                {"method": method, "candidates": candidates},
+                {"method": method, "candidates": candidates, "score": score},
                 reason,
             ),
         )

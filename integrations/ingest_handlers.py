@@ -23,7 +23,6 @@ from hub.ingest import Handler, HandlerContext, Ignore
 from hub.models import PlatformRegistration
 from hub.payments import PaymentIn, match_payment, record_payment
 from hub.registrations import upsert_registrations
-from integrations.email_parsing import decode_inbound, parse_inbound
 
 EventbriteFetch = Callable[[str], Any]  # api_url -> list[PlatformRegistration] (maybe async)
 LumaFetch = Callable[[str, str], Any]  # (event_id, guest_id) -> PlatformRegistration
@@ -204,29 +203,25 @@ def handle_stripe(ctx: HandlerContext) -> None:
 
 
 def handle_inbound_email(ctx: HandlerContext) -> None:
-    """A forwarded "payment received" mail (SendGrid or Mailgun) -> payment -> matching."""
-    message = decode_inbound(ctx.row.body, ctx.row.headers, source=ctx.row.source)
-    parsed = parse_inbound(message)
-    if parsed is None:
-        raise Ignore("NO_PAYMENT: no incoming payment found in the e-mail")
-    payment = PaymentIn(
-        provider="email",
-        provider_payment_id=message.stable_id(),
-        amount_minor=parsed.amount_minor,
-        currency=parsed.currency,
-        payer_name=parsed.payer_name,
-        reference=parsed.reference,
-        paid_at=parsed.paid_at or ctx.row.received_at,
-        source_table=f"raw.{ctx.row.table}",
-        source_id=ctx.row.id,
-        raw={
-            "parsed": parsed.model_dump(mode="json"),
-            "subject": message.subject,
-            "sender": message.sender,
-        },
+    """A forwarded "payment received" mail (SendGrid or Mailgun) -> classification ->
+    its incoming payments (none for outgoing notices, marketing ...) -> matching.
+
+    See integrations.email_parsing.record; attachments the receiver spooled are read
+    back from hub.files."""
+    from hub.files import file_store
+    from integrations.email_parsing.record import record_inbound_email
+
+    record_inbound_email(
+        ctx.conn,
+        raw_id=ctx.row.id,
+        body=ctx.row.body,
+        headers=ctx.row.headers,
+        source=ctx.row.source,
+        received_at=ctx.row.received_at,
+        actor=ctx.actor,
+        files=file_store().read,
+        table=ctx.row.table,
     )
-    payment_id, _created = record_payment(ctx.conn, payment)
-    match_payment(ctx.conn, payment_id, actor=ctx.actor)
 
 
 # -- delivery statuses
