@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
 from hub.errors import AdapterError, RateLimited
+from hub.raw import storable_text
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,9 @@ def process_pending(
     report = IngestReport()
     sources = sorted(handlers)
     for table in tables if sources else ():
+        skip: list[int] = []  # rows whose bookkeeping failed: never claimed twice a run
         for _ in range(batch_size):
-            if not _process_one(engine, table, sources, handlers, now, max_attempts, report):
+            if not _process_one(engine, table, sources, handlers, now, max_attempts, report, skip):
                 break
     return report
 
@@ -250,6 +252,7 @@ def _claim_sql(table: str) -> Any:
           and flag is null
           and (next_attempt_at is null or next_attempt_at <= :now)
           and source = any(cast(:sources as text[]))
+          and not (id = any(cast(:skip as bigint[])))
         order by id
         limit 1
         for update skip locked
@@ -265,9 +268,47 @@ def _process_one(
     now: datetime,
     max_attempts: int,
     report: IngestReport,
+    skip: list[int],
+) -> bool:
+    """Claim, handle and mark one row; False when no row is due.
+
+    When the row's own bookkeeping fails (its new state cannot be written, or the
+    handler's writes fail at release or commit), the transaction rolls back and the row
+    is marked ``failed`` in a separate transaction: it leaves the queue and never blocks
+    the rows behind it. Only when that fails too (the database is down) does the error
+    propagate and end the run."""
+    claimed: list[RawRow] = []
+    try:
+        return _claim_and_handle(engine, table, sources, handlers, now, max_attempts,
+                                 report, skip, claimed)  # fmt: skip
+    except Exception as exc:
+        if not claimed:
+            raise
+        row = claimed[0]
+        skip.append(row.id)
+        error = f"BOOKKEEPING: {describe_error(exc)}"[:ERROR_LIMIT]
+        with engine.begin() as conn:
+            _finish(conn, row, "failed", row.attempts + 1, error, None, None)
+        report.count(row.source, "failed")
+        log.error("raw.%s#%s failed (bookkeeping): %s", table, row.id, error)
+        return True
+
+
+def _claim_and_handle(
+    engine: Engine,
+    table: str,
+    sources: list[str],
+    handlers: Mapping[str, Handler],
+    now: datetime,
+    max_attempts: int,
+    report: IngestReport,
+    skip: list[int],
+    claimed: list[RawRow],
 ) -> bool:
     with engine.begin() as conn:
-        found = conn.execute(_claim_sql(table), {"now": now, "sources": sources}).first()
+        found = conn.execute(
+            _claim_sql(table), {"now": now, "sources": sources, "skip": skip}
+        ).first()
         if found is None:
             return False
         row = RawRow(
@@ -281,6 +322,7 @@ def _process_one(
             dedupe_key=found.dedupe_key,
             received_at=found.received_at,
         )
+        claimed.append(row)
         attempts = row.attempts + 1
         ctx = HandlerContext(conn, row, now)
         try:
@@ -328,7 +370,7 @@ def _finish(
         {
             "status": status,
             "attempts": attempts,
-            "error": error,
+            "error": storable_text(error),  # reasons can quote outside text (NUL ...)
             "processed_at": processed_at,
             "next_attempt_at": next_attempt_at,
             "id": row.id,
