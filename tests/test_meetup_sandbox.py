@@ -722,3 +722,51 @@ def test_members_hide_their_email(gql: Gql) -> None:
 def test_unmodelled_fields_say_so_instead_of_inventing(gql: Gql) -> None:
     reply = gql('{ eventSearch(filter: {query: "python", lat: 41.0, lon: 29.0}) { totalCount } }')
     assert "not emulated" in reply["errors"][0]["message"]
+
+
+def test_a_state_file_from_the_older_emulator_still_reads(state_path: str) -> None:
+    """`make up` state written before the schema-built emulator keeps working."""
+    from integrations.sandbox.common import SandboxStore
+
+    old = SandboxStore(state_path)
+    old.insert(
+        "event",
+        "310000001",
+        {
+            "id": "310000001",
+            "token": "abc123def456",
+            "groupUrlname": MEETUP_GROUP_URLNAME,
+            "title": "Old shape",
+            "description": "<p>x</p>",
+            "dateTime": "2027-05-01T19:00+03:00",
+            "duration": "PT2H",
+            "venueId": None,
+            "status": "PUBLISHED",
+            "rsvpLimit": 10,
+            "guestLimit": 0,
+            "rsvpOpenTime": None,
+            "rsvpCloseTime": None,
+            "rsvpsOpen": False,
+            "fee": {"amount": 150.0, "currency": "TRY", "required": True, "accepts": "CARDS"},
+            "howToFindUs": None,
+            "createdTime": "2026-11-01T10:00:00Z",
+        },
+        scope=MEETUP_GROUP_URLNAME,
+    )
+    old.close()
+    handle = serve_in_thread(create_app(state_path))
+    try:
+        with httpx.Client(base_url=handle.url) as http:
+            gql = Gql(http, get_tokens(http)["access_token"])
+            event = gql(
+                '{ event(id: "310000001") { status dateTime rsvpSettings { rsvpsClosed } '
+                "feeSettings { amount accepts } } }"
+            )["data"]["event"]
+            assert event == {
+                "status": "ACTIVE",
+                "dateTime": "2027-05-01T19:00:00+03:00",
+                "rsvpSettings": {"rsvpsClosed": True},
+                "feeSettings": {"amount": 150.0, "accepts": "CASH"},
+            }
+    finally:
+        handle.stop()

@@ -66,6 +66,29 @@ def payload_error(code: str, fld: str | None, message: str) -> dict[str, Any]:
     return {"code": code, "field": fld, "message": message}
 
 
+def upgrade_event(event: dict[str, Any]) -> dict[str, Any]:
+    """An event saved by the older hand-written emulator (a state file from a previous
+    ``make up``) in today's shape: PUBLISHED -> ACTIVE, rsvpsOpen -> rsvpsClosed, the fee
+    as EventFeeOption, times with seconds."""
+    if "rsvpsClosed" in event:
+        return event
+    event["rsvpsClosed"] = not event.pop("rsvpsOpen", True)
+    if event.get("status") == "PUBLISHED":
+        event["status"] = "ACTIVE"
+    fee = event.get("fee")
+    if fee:
+        event["fee"] = {
+            "amount": int(fee.get("amount") or 0),
+            "currency": fee.get("currency", "USD"),
+            "paymentMethod": "CASH",
+            "refundPolicy": None,
+        }
+    for key in ("dateTime", "createdTime"):
+        if event.get(key):
+            event[key] = meetup_datetime(datetime.fromisoformat(event[key].replace("Z", "+00:00")))
+    return event
+
+
 class MeetupSandbox:
     """The emulator's state and behaviour; ``app.extensions["sandbox"]`` is one of these."""
 
@@ -95,10 +118,11 @@ class MeetupSandbox:
     def get_event(self, event_id: Any) -> dict[str, Any] | None:
         if not isinstance(event_id, str | int):
             return None
-        return self.store.get("event", str(event_id))
+        event = self.store.get("event", str(event_id))
+        return upgrade_event(event) if event else None
 
     def events(self) -> list[dict[str, Any]]:
-        return self.store.all("event", scope=self.group_urlname)
+        return [upgrade_event(e) for e in self.store.all("event", scope=self.group_urlname)]
 
     @staticmethod
     def starts(event: dict[str, Any]) -> datetime:
