@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "syndication": ("bench.syndication", ("syndication-latency", "syndication-rate-limit")),
     "pull": ("bench.pull", ("pull-registrations",)),
     "receiver": ("bench.receiver", ("receiver-ingest",)),
+    "emails": ("bench.emails", ("payment-emails",)),
 }
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"
 _SECTION = re.compile(r"<!-- figure:(?P<key>[\w-]+) -->\n.*?<!-- /figure:(?P=key) -->\n", re.S)

@@ -146,6 +146,11 @@ def _form_multipart(body: bytes, content_type: str) -> dict[str, _Part]:
         if isinstance(name, tuple):  # RFC 2231 encoded parameter
             name = email.utils.collapse_rfc2231_value(name)
         payload = part.get_payload(decode=True)
+        if payload is None and part.get_content_type() == "message/rfc822":
+            # the stdlib parses an attached message as a sub-message: take its bytes back
+            inner = part.get_payload()
+            inner = inner[0] if isinstance(inner, list) and inner else inner
+            payload = inner.as_bytes() if isinstance(inner, Message) else None
         if payload is None:
             continue
         filename = part.get_filename()
