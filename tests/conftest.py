@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from hub import db as hub_db
 from hub.embedded import (
+    pid_alive,
     resolve_database_url,
     resolve_redis_url,
     services_down,
@@ -33,16 +34,46 @@ def _admin_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql", database="postgres").render_as_string(False)
 
 
+def _live_sessions(folder) -> list:
+    """Pid files of test sessions still running (stale ones are removed)."""
+    alive = []
+    for path in folder.glob("*.pid"):
+        try:
+            pid = int(path.stem)
+        except ValueError:
+            continue
+        if pid_alive(pid):
+            alive.append(path)
+        else:
+            path.unlink(missing_ok=True)
+    return alive
+
+
 @pytest.fixture(scope="session")
 def server_database_url() -> Iterator[str]:
-    """The hub database URL of the configured server (embedded started if needed); embedded
-    servers this session started are stopped when it ends."""
+    """The hub database URL of the configured server (embedded started if needed).
+
+    Embedded servers started by test sessions are stopped by the last test session to end,
+    so sessions running side by side (several terminals, helpers) never pull the servers
+    from under each other; servers that were up before any test session stay up.
+    """
     settings = load_settings()
-    were_up = all(row.running for row in services_status(settings))
-    yield resolve_database_url(settings)
-    if not were_up:
-        hub_db.dispose_engines()
-        services_down(settings)
+    embedded = not (os.environ.get("HUB_DATABASE_URL") and os.environ.get("HUB_REDIS_URL"))
+    sessions = settings.data_dir / "test-sessions"
+    sessions.mkdir(parents=True, exist_ok=True)
+    marker = sessions / "servers-started-by-tests"
+    mine = sessions / f"{os.getpid()}.pid"
+    if embedded and not all(row.running for row in services_status(settings)):
+        marker.touch()
+    mine.touch()
+    try:
+        yield resolve_database_url(settings)
+    finally:
+        mine.unlink(missing_ok=True)
+        if marker.exists() and not _live_sessions(sessions):
+            marker.unlink(missing_ok=True)
+            hub_db.dispose_engines()
+            services_down(settings)
 
 
 @pytest.fixture(scope="session", autouse=True)
