@@ -15,6 +15,11 @@ from orchestration.definitions import defs
 from orchestration.resources import HubDatabase
 from orchestration.syndication.partitions import events_partitions
 from orchestration.syndication.sensors import event_publication_sensor
+from tests.dagster_fixtures import (  # noqa: F401 - fixtures
+    Daemon,
+    dagster_instance,
+    dagster_pg_instance,
+)
 from tests.sandboxes import running_sandboxes
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.txt"
@@ -121,5 +126,52 @@ def test_publish_job_materializes_each_platform_with_metadata(clean_db, tmp_path
         assert set(metadata) == {"meetup_event", "eventbrite_event", "luma_event"}
         for values in metadata.values():
             assert values["action"] == "created" and values["platform_event_id"]
-            assert values["url"].startswith("https://")
+            assert values["url"].startswith(("https://", "http://"))
             assert values["latency_ms"] > 0 and values["attempts"] == 1
+
+
+def _launched_publish_run(instance, slug: str):
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    return create_run_for_test(
+        instance,
+        job_name="publish_events_job",
+        status=DagsterRunStatus.STARTING,  # launched, no lease taken yet
+        tags={"hub/event": slug, "hub/lane": "publish"},
+    )
+
+
+def test_publication_sensor_waits_for_an_event_run_in_progress_and_keeps_to_its_slots(
+    clean_db,
+    dagster_instance,  # noqa: F811
+    monkeypatch,
+):
+    """A run launched for an event (its lease not yet taken) holds that event back, and
+    publishing never takes more than its run slots, whatever else needs publishing."""
+    monkeypatch.setenv("HUB_PUBLISH_RUN_SLOTS", "2")
+    daemon = Daemon(dagster_instance)
+    with transaction() as conn:
+        slugs = [
+            create_event(conn, parse_spec({**EVENT, "title": f"Slot Testi {n}"}), actor="test").slug
+            for n in range(4)
+        ]
+    first = daemon.tick("event_publication_sensor")
+    assert [r.partition_key for r in first.run_requests] == sorted(slugs)[:2]  # 2 slots
+    assert all(r.tags["hub/lane"] == "publish" for r in first.run_requests)
+
+    for request in first.run_requests:  # launched, still starting
+        _launched_publish_run(dagster_instance, request.partition_key)
+    full = daemon.tick("event_publication_sensor")
+    assert not full.run_requests
+    assert "its publish run is still in progress" in full.skip_message
+    assert "publish run slots full: 2" in full.skip_message
+
+    monkeypatch.setenv("HUB_PUBLISH_RUN_SLOTS", "3")
+    more = daemon.tick("event_publication_sensor")
+    # the two launched events stay held back; one more slot brings one more event
+    assert [r.partition_key for r in more.run_requests] == [sorted(slugs)[2]]
+    # a repeated tick before that run starts asks for the same run key (de-duplicated)
+    assert daemon.tick("event_publication_sensor").run_requests[0].run_key == (
+        more.run_requests[0].run_key
+    )
