@@ -131,7 +131,11 @@ class BufferingFront:
         """(body file positioned at 0, declared Content-Length, error or None)."""
         declared = _content_length(scope.headers.get("content-length"))
         limit = self._limit(scope.path)
-        cap = PREVIEW_BYTES if declared is not None and declared > limit else limit + 1
+        oversize = declared is not None and declared > limit
+        # Over the limit the answer (413) is already known: keep what arrives at once as
+        # a preview, never wait for it.
+        cap = PREVIEW_BYTES if oversize else limit + 1
+        idle = 0.25 if oversize else self._idle
         if scope.method in ("GET", "HEAD", "OPTIONS", "DELETE") and not declared:
             return io.BytesIO(b""), declared, None
         buf: Any = io.BytesIO()
@@ -146,11 +150,11 @@ class BufferingFront:
                 error = "timeout"
                 break
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), min(self._idle, remaining))
+                chunk = await asyncio.wait_for(chunks.__anext__(), min(idle, remaining))
             except StopAsyncIteration:
                 break
             except TimeoutError:
-                error = "timeout"
+                error = None if oversize else "timeout"
                 break
             except Exception:  # framing error, client gone: the app keeps what came
                 error = "framing"
@@ -159,12 +163,12 @@ class BufferingFront:
                 continue
             chunk = bytes(chunk[: cap - size])
             if size + len(chunk) > SPOOL_BYTES and isinstance(buf, io.BytesIO):
-                spooled = tempfile.TemporaryFile()
+                spooled = tempfile.TemporaryFile()  # noqa: SIM115 - closed after the app
                 spooled.write(buf.getvalue())
                 buf = spooled
             buf.write(chunk)
             size += len(chunk)
-        if error is None and declared is not None and size < min(declared, cap):
+        if error is None and not oversize and declared is not None and size < declared:
             error = "framing"  # the connection ended before Content-Length bytes
         buf.seek(0)
         return buf, declared, error
@@ -192,6 +196,9 @@ class BufferingFront:
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            # the buffer ends where the body ended: werkzeug may read a body without a
+            # Content-Length (chunked) to its end instead of treating it as empty
+            "wsgi.input_terminated": True,
         }
         if error is not None:
             environ[FRONT_BODY_ERROR] = error
