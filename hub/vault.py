@@ -5,14 +5,26 @@ from the key file ``<data dir>/secret.keys`` (one key a line, newest first; crea
 sandbox mode on first use, mode 0600).
 
 Rotation with no downtime (``hub keys rotate``): a new key is put first in the key file,
-then every row is re-encrypted under it, each row in its own short transaction. A process
-still holding the old key list that meets a row it cannot decrypt re-reads the key file
-once and tries again, so readers never fail during or after a rotation. Old keys can be
-dropped from the file once every row is rotated (``hub keys rotate --drop-old``).
+the database's marker (``app.vault_state.primary_key_id``, a fingerprint, never the key)
+is moved to it, then every row is re-encrypted under it, each row in its own short
+transaction. A process still holding the old key list that meets a row it cannot decrypt
+re-reads the key file once and tries again, so readers never fail during or after a
+rotation. Old keys can be dropped from the file once every row is rotated
+(``hub keys rotate --drop-old``).
+
+Writers are safe during a rotation too: a process encrypts only with the key the marker
+names, holding the marker row ``FOR SHARE`` until its row is committed. A process that
+built its vault before the rotation sees the new marker, re-reads the key file and uses
+the new key (or, if it cannot get that key, e.g. HUB_SECRET_KEYS set in its environment
+before the rotation, refuses to write: fail closed). The rotation moves the marker under
+a row lock, which waits for writers in flight, and only then re-encrypts; so every row
+written under an old key is committed before the re-encryption reads it, and no row can
+be written under a key that ``--drop-old`` removes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -21,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 
-from hub.db import get_engine, integrations
+from hub.db import get_engine, integrations, vault_state
 from hub.settings import Mode, Settings, get_settings
 
 
@@ -74,16 +86,49 @@ def write_keys(settings: Settings, keys: list[str]) -> None:
     os.replace(tmp, path)
 
 
+def key_id(key: str) -> str:
+    """A key's fingerprint (what the database may know of it)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+_MARKER_SQL = text(
+    "insert into app.vault_state (id, primary_key_id) values (1, :key_id) "
+    "on conflict (id) do nothing"
+)
+_MARKER_SHARE_SQL = text("select primary_key_id from app.vault_state where id = 1 for share")
+
+
 class Vault:
     def __init__(self, engine: Engine | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or get_settings()
         self.engine = engine or get_engine(self.settings)
         self._lock = threading.Lock()
-        self._fernet = MultiFernet([Fernet(k) for k in load_keys(self.settings)])
+        self._load()
+
+    def _load(self) -> None:
+        keys = load_keys(self.settings)
+        self._keys = {key_id(k): Fernet(k) for k in keys}
+        self._primary = key_id(keys[0])
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
 
     def _reload(self) -> None:
         with self._lock:
-            self._fernet = MultiFernet([Fernet(k) for k in load_keys(self.settings)])
+            self._load()
+
+    def _writer(self, conn: Any) -> Fernet:
+        """The key to encrypt with: the one the database's marker names (created with
+        this process's first key when there is none), held FOR SHARE until commit."""
+        conn.execute(_MARKER_SQL, {"key_id": self._primary})
+        marker = conn.execute(_MARKER_SHARE_SQL).scalar_one()
+        if marker not in self._keys:
+            self._reload()  # a rotation moved the marker since this process read its keys
+        fernet = self._keys.get(marker)
+        if fernet is None:
+            raise VaultError(
+                "the vault's current key (set by the last `hub keys rotate`) is not among "
+                "this process's keys; restart it with the current key file or HUB_SECRET_KEYS"
+            )
+        return fernet
 
     def _decrypt(self, token: bytes) -> dict[str, Any]:
         try:
@@ -107,19 +152,22 @@ class Vault:
         expires_at: datetime | None = None,
         account: str = "default",
     ) -> None:
-        token = self._fernet.encrypt(json.dumps(credentials).encode())
-        stmt = pg_insert(integrations).values(
-            platform=platform, account=account, credentials_encrypted=token, expires_at=expires_at
-        )
-        stmt = stmt.on_conflict_do_update(
-            constraint="uq_integrations_platform_account",
-            set_={
-                "credentials_encrypted": token,
-                "expires_at": expires_at,
-                "updated_at": func.now(),
-            },
-        )
         with self.engine.begin() as conn:
+            token = self._writer(conn).encrypt(json.dumps(credentials).encode())
+            stmt = pg_insert(integrations).values(
+                platform=platform,
+                account=account,
+                credentials_encrypted=token,
+                expires_at=expires_at,
+            )
+            stmt = stmt.on_conflict_do_update(
+                constraint="uq_integrations_platform_account",
+                set_={
+                    "credentials_encrypted": token,
+                    "expires_at": expires_at,
+                    "updated_at": func.now(),
+                },
+            )
             conn.execute(stmt)
 
     def get(self, platform: str, account: str = "default") -> dict[str, Any] | None:
@@ -150,8 +198,18 @@ class Vault:
         return result.rowcount > 0
 
     def rotate(self) -> int:
-        """Re-encrypt every row under the current first key; returns rows rotated."""
+        """Move the marker to the current first key (waiting for writers in flight), then
+        re-encrypt every row under it; returns rows rotated."""
         self._reload()
+        with self.engine.begin() as conn:
+            conn.execute(
+                pg_insert(vault_state)
+                .values(id=1, primary_key_id=self._primary)
+                .on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={"primary_key_id": self._primary, "updated_at": func.now()},
+                )
+            )
         with self.engine.connect() as conn:
             ids = conn.scalars(select(integrations.c.id).order_by(integrations.c.id)).all()
         count = 0
