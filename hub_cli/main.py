@@ -200,17 +200,65 @@ def _vault():
     return Vault(settings=_settings())
 
 
+def _secret_pairs(text: str, source: str) -> dict[str, str]:
+    """``key=value`` lines (blank lines and ``#`` comments skipped) or one JSON object."""
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise CliError(f"{source}: not a JSON object") from None
+        if not isinstance(data, dict):
+            raise CliError(f"{source}: not a JSON object")
+        return {str(k).strip(): str(v).strip() for k, v in data.items()}
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise CliError(f"{source} line {number}: expected key=value")
+        key, value = line.split("=", 1)
+        values[key.strip()] = value.strip()
+    return values
+
+
+def read_secret_values(args: argparse.Namespace) -> dict[str, str]:
+    """The credentials to store, never from the command line (a process's arguments are
+    visible to every user in the process list while it runs): ``--from-file PATH``,
+    ``--stdin`` (key=value lines or a JSON object), or a hidden prompt per key named."""
+    import getpass
+
+    inline = [name for name in args.keys if "=" in name]
+    if inline:
+        keys = ", ".join(name.split("=", 1)[0] for name in inline)
+        raise CliError(
+            f"{keys}: secrets are not taken from the command line (visible in the process "
+            "list); name the keys and type the values at the prompt, or use --stdin or "
+            "--from-file PATH"
+        )
+    values: dict[str, str] = {}
+    if args.from_file:
+        path = Path(args.from_file)
+        try:
+            values.update(_secret_pairs(path.read_text(), str(path)))
+        except OSError as exc:
+            raise CliError(f"{path}: cannot read ({exc.strerror})") from None
+    if args.stdin:
+        values.update(_secret_pairs(sys.stdin.read(), "stdin"))
+    for name in args.keys:
+        if name not in values:
+            values[name] = getpass.getpass(f"{name} for {args.platform} (hidden): ").strip()
+    values = {k: v for k, v in values.items() if k}
+    if not values or not all(values.values()):
+        raise CliError("nothing to store: name the keys (prompted), or use --stdin/--from-file")
+    return values
+
+
 def cmd_integrations_set(args: argparse.Namespace) -> None:
     from integrations.factory import MEETUP_CLIENT_KEY
 
-    values = {}
-    for pair in args.values:
-        if "=" not in pair:
-            raise CliError(f"{pair!r}: expected key=value")
-        key, value = pair.split("=", 1)
-        values[key.strip()] = value.strip()
-    if not values:
-        raise CliError("nothing to store: give key=value pairs")
+    values = read_secret_values(args)
     platform = MEETUP_CLIENT_KEY if args.platform == "meetup" else args.platform
     _vault().set(platform, values)
     print(f"stored {', '.join(sorted(values))} for {args.platform} (encrypted)")
@@ -389,11 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
     integ = sub.add_parser("integrations", help="platform credentials").add_subparsers(
         dest="sub", required=True
     )
-    p = integ.add_parser("set", help="store credentials: hub integrations set luma api_key=...")
+    p = integ.add_parser(
+        "set",
+        help="store credentials: hub integrations set luma api_key (value at a hidden "
+        "prompt), or --stdin / --from-file PATH with key=value lines; never on the "
+        "command line",
+    )
     p.add_argument(
         "platform", choices=["meetup", "eventbrite", "luma", "stripe", "netgsm", "whatsapp"]
     )
-    p.add_argument("values", nargs="*")
+    p.add_argument("keys", nargs="*", help="key names; each value is asked at a hidden prompt")
+    p.add_argument("--stdin", action="store_true", help="read key=value lines from stdin")
+    p.add_argument("--from-file", metavar="PATH", help="read key=value lines from a file")
     p.set_defaults(func=cmd_integrations_set)
     p = integ.add_parser("connect", help="OAuth connect (meetup) or all sandboxes (sandbox)")
     p.add_argument("platform", choices=["meetup", "sandbox"])

@@ -32,7 +32,7 @@ def meetup_oauth(
     app = _require(
         vault,
         MEETUP_CLIENT_KEY,
-        "hub integrations set meetup client_id=... client_secret=... redirect_uri=...",
+        "hub integrations set meetup client_id client_secret redirect_uri (values prompted)",
     )
     return MeetupOAuth(
         settings.base_url("meetup_oauth"),
@@ -63,7 +63,7 @@ def build_adapter(
     if platform is Platform.EVENTBRITE:
         from integrations.eventbrite import EventbriteAdapter
 
-        creds = _require(vault, "eventbrite", "hub integrations set eventbrite token=...")
+        creds = _require(vault, "eventbrite", "hub integrations set eventbrite token")
         return EventbriteAdapter(
             settings.base_url("eventbrite"),
             token=creds["token"],
@@ -74,7 +74,7 @@ def build_adapter(
     if platform is Platform.LUMA:
         from integrations.luma import LumaAdapter
 
-        creds = _require(vault, "luma", "hub integrations set luma api_key=...")
+        creds = _require(vault, "luma", "hub integrations set luma api_key")
         return LumaAdapter(settings.base_url("luma"), api_key=creds["api_key"], client=client)
     raise ValueError(f"{platform.value} has no adapter")
 

@@ -16,9 +16,10 @@ from integrations.sandbox.meetup import create_app as meetup_app
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _hub(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _hub(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "hub_cli", *args],
+        input=stdin,
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -38,10 +39,10 @@ def test_integrations_connect_meetup_runs_the_oauth_code_flow(clean_db, tmp_path
             "integrations",
             "set",
             "meetup",
-            f"client_id={sc.MEETUP_CLIENT_ID}",
-            f"client_secret={sc.MEETUP_CLIENT_SECRET}",
-            f"redirect_uri={sc.MEETUP_REDIRECT_URI}",
+            "--stdin",  # secrets never on the command line (visible in the process list)
             env=env,
+            stdin=f"client_id={sc.MEETUP_CLIENT_ID}\nclient_secret={sc.MEETUP_CLIENT_SECRET}\n"
+            f"redirect_uri={sc.MEETUP_REDIRECT_URI}\n",
         )
         assert stored.returncode == 0, stored.stderr
         connected = _hub("integrations", "connect", "meetup", env=env)

@@ -119,8 +119,9 @@ def test_cli_set_and_list_never_print_the_secret(clean_db, vault_settings):
             "integrations",
             "set",
             "luma",
-            f"api_key={SECRETS['api_key']}",
+            "--stdin",  # never on the command line (visible in the process list)
         ],
+        input=f"api_key={SECRETS['api_key']}\n",
         capture_output=True,
         text=True,
         env=env,
