@@ -392,3 +392,8 @@ def _demo_receiver_steps(
     out.table(
         ["provider", "status", "payments"], _grouped(engine, payments, since, "provider", "status")
     )
+
+    out.step("Payment e-mails read by their structure: confirmed, ignored, for review")
+    from orchestration.demo_payment_emails import run_step
+
+    run_step(out, settings, engine, event, secrets_)

@@ -2,7 +2,15 @@ import pytest
 from domain_world import audits, make_event, reg, registration
 from sqlalchemy import text
 
-from hub.payments import PaymentIn, PaymentNotFound, match_payment, record_payment
+from hub.payments import (
+    PaymentIn,
+    PaymentNotFound,
+    _one_edit_away,
+    match_payment,
+    name_agreement,
+    record_payment,
+    review_queue,
+)
 from hub.registrations import upsert_registrations
 
 
@@ -198,3 +206,87 @@ def test_refund_before_its_payment_is_applied_later(world):
         after = registration(conn, "eventbrite", "o-1")
     assert early.status == "unmatched"
     assert after.payment_status == "refunded"
+
+
+# --------------------------------------------------------------------------- agreement
+
+
+@pytest.mark.parametrize(
+    ("payer", "registered", "expected"),
+    [
+        ("AYŞE KAYA", "Ayşe Kaya", "agree"),
+        ("KAYA AYSE", "Ayşe Kaya", "agree"),  # surname first, no Turkish letters
+        ("İSMAİL IŞIK", "ismail ışık", "agree"),  # Turkish case rules
+        ("A. KAYA", "Ayşe Kaya", "agree"),
+        ("MEHMET KAYA", "Ayşe Kaya", "partial"),  # a parent paying: no contradiction
+        ("SERAP POLATLI", "Serkan Polat", "contradict"),
+        (None, "Ayşe Kaya", "absent"),
+    ],
+)
+def test_name_agreement(payer, registered, expected):
+    assert name_agreement(payer, registered) == expected
+
+
+def test_one_edit_away_covers_typos_of_a_ref():
+    near = _one_edit_away("12")
+    assert {"13", "21", "1", "112", "123"} <= near and "12" not in near and "02" not in near
+
+
+def _email_pay(**kw):
+    base = {"provider": "email", "provider_payment_id": "tx:1", "amount_minor": 25000}
+    return PaymentIn(**{**base, **kw})
+
+
+def test_email_ref_with_agreeing_name_is_confirmed_with_its_score(world):
+    engine, *_ = world
+    with engine.begin() as conn:
+        target = registration(conn, "eventbrite", "o-3")
+        pid, _ = record_payment(
+            conn, _email_pay(reference=f"REG-{target.id}", payer_name="YILDIZ ISIL")
+        )
+        result = match_payment(conn, pid, actor="t")
+        payment = _payment(conn, pid)
+    assert result.status == "matched" and result.registration_id == target.id
+    assert float(payment.match_score) == 1.0
+    assert "payer name agrees with the registration" in payment.match_reasons
+
+
+def test_email_ref_with_a_contradicting_name_waits_with_both_candidates(world):
+    """A payer who mistyped their ref must not pay for someone else's registration."""
+    engine, *_ = world
+    with engine.begin() as conn:
+        quoted = registration(conn, "eventbrite", "o-3")  # Işıl Yıldız
+        payer = registration(conn, "eventbrite", "o-1")  # Ayşe Kaya, 250,00 TL
+        pid, _ = record_payment(
+            conn, _email_pay(reference=f"REG-{quoted.id}", payer_name="AYŞE KAYA")
+        )
+        result = match_payment(conn, pid, actor="t")
+        after = registration(conn, "eventbrite", "o-3")
+        queue = review_queue(conn)
+    assert result.status == "unmatched"
+    assert set(result.candidates) == {quoted.id, payer.id}
+    assert after.payment_status == "none"
+    [item] = queue
+    assert item["payment_id"] == pid and item["score"] < 0.7
+    assert any("contradicts" in r for r in item["reasons"])
+    assert {c["name"] for c in item["candidates"]} == {"Işıl Yıldız", "Ayşe Kaya"}
+
+
+def test_email_ref_naming_nobody_one_edit_from_a_registration_waits(world):
+    engine, *_ = world
+    with engine.begin() as conn:
+        target = registration(conn, "eventbrite", "o-3")
+        typo = f"REG-{target.id}9"  # one digit too many
+        pid, _ = record_payment(conn, _email_pay(reference=typo))
+        result = match_payment(conn, pid, actor="t")
+    assert result.status == "unmatched" and result.method == "near_ref"
+    assert target.id in result.candidates
+
+
+def test_stripe_refs_are_still_trusted_without_a_name(world):
+    engine, *_ = world
+    with engine.begin() as conn:
+        target = registration(conn, "eventbrite", "o-3")
+        pid, _ = record_payment(conn, _pay(reference=f"REG-{target.id}", payer_name="Someone Else"))
+        result = match_payment(conn, pid, actor="t")
+    assert result.status == "matched"
