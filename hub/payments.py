@@ -323,6 +323,21 @@ def _weigh_ref(conn: Connection, pay: Row, reg: Row, reg_ids: list[int], actor: 
     elif agreement == "partial":
         score += 0.1
         reasons.append("payer name partly agrees (same surname or first name)")
+        # A shared first name is a coincidence when someone else fits the name fully.
+        fitting = [
+            r.id
+            for r in _open_with_amount(
+                conn, pay, "r.full_name is not null and r.id <> :rid", rid=reg.id
+            )
+            if name_agreement(pay.payer_name, r.full_name) == "agree"
+        ]
+        if fitting:
+            score -= 0.3
+            blockers.append(
+                f"payer name {pay.payer_name!r} fits another registration fully: "
+                + ", ".join(f"REG-{i}" for i in fitting[:5])
+            )
+            candidates += fitting[:5]
     elif agreement == "contradict":
         score -= 0.5
         blockers.append(f"payer name {pay.payer_name!r} contradicts the registration's")

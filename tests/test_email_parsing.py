@@ -7,6 +7,7 @@ import pytest
 
 from integrations.email_parsing import (
     AMOUNT_RE,
+    analyze_document,
     decode_inbound,
     parse_inbound,
     parse_payment_email,
@@ -210,3 +211,120 @@ def test_mailgun_urlencoded_form_with_turkish_utf8_names_decodes():
     parsed = parse_inbound(message)
     assert parsed is not None and parsed.amount_minor == 25000
     assert parsed.payer_name and "DURAN" in parsed.payer_name.upper()
+
+
+# --------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "MEHMET ÖZTÜRK'ün hesabına 250,00 TL havale gönderilmiştir. Açıklama: REG-4",
+        "Hesabınızdan FAST işlemi yapılmıştır.\nAlıcı: AYŞE KAYA\nTutar: 250,00 TL\nAçıklama: 4",
+        "İşlem Türü: Giden EFT\nAlıcı: AYŞE KAYA\nTutar: 250,00 TL",
+        "You sent TRY 250.00 to Ayse Kaya. Reference: REG-4",
+        "Ayşe Kaya'ya ₺250,00 gönderdin. Açıklama: REG-4",
+    ],
+)
+def test_outgoing_notices_are_never_payments(text):
+    assert parse_payment_email(text) is None
+    assert analyze_document(text, None, subject=None).kind == "outgoing_transfer"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "500 TL'ye varan bonus fırsatı! Hesabınıza 100 TL chip-para yüklenecek.",
+        "5.000 TL'ye kadar FAST transferleriniz ücretsiz! Kampanya 31.03.2025'e kadar.",
+        "Earn up to 250.00 TRY cashback when you receive money. Unsubscribe",
+    ],
+)
+def test_marketing_with_amounts_is_classified_not_paid(text):
+    analysis = analyze_document(text, None, subject="Kampanya")
+    assert analysis.kind == "marketing" and analysis.payments == []
+
+
+@pytest.mark.parametrize(
+    ("text", "payer"),
+    [
+        ("CAN AYDIN'dan hesabınıza 250,00 TL havale gelmiştir.", "CAN AYDIN"),
+        ("Deniz Koç'tan 250,00 TL hesabınıza geçmiştir.", "Deniz Koç"),
+        (
+            "Gönderen / Sender : ELİF DEMİR\nTutar / Amount : 250,00 TL\nİşlem: Gelen FAST",
+            "ELİF DEMİR",
+        ),
+        ("Hesabınıza FAST gelmiştir.\nGönderen Kişi: Emre Kılıç\nTutar: 250,00 TL", "Emre Kılıç"),
+        ("GÖKHAN AĞAOĞLU sana ₺250,00 gönderdi.", "GÖKHAN AĞAOĞLU"),
+        ("You have received ₺250.00 from Umit Aksoy.", "Umit Aksoy"),
+        ("KEREM DOĞAN\n250,00 TL\nGelen FAST - hesabınıza geçmiştir", "KEREM DOĞAN"),
+    ],
+)
+def test_payer_name_shapes(text, payer):
+    parsed = parse_payment_email(text)
+    assert parsed is not None and parsed.payer_name == payer and parsed.amount_minor == 25000
+
+
+def test_column_table_amount_split_across_cells_and_lines():
+    html = (
+        "<p>Hesabınıza EFT gelmiştir.</p><table><tr><th>Gönderen</th><th>Tutar</th>"
+        "<th>Açıklama</th></tr><tr><td>IŞIL YILDIZ</td><td>250,00 TL</td><td>REG-12</td></tr>"
+        "</table>"
+    )
+    parsed = parse_payment_email("", html=html)
+    assert (parsed.payer_name, parsed.amount_minor, parsed.reference) == (
+        "IŞIL YILDIZ",
+        25000,
+        "REG-12",
+    )
+    split = parse_payment_email(
+        "Hesabınıza havale gelmiştir.\nGönderen: SELİN ARSLAN\nTutar:\n250,00\nTL"
+    )
+    assert split.amount_minor == 25000 and split.currency == "TRY"
+
+
+def test_text_and_html_disagreeing_is_disputed():
+    text = "Hesabınıza EFT gelmiştir.\nGönderen: BERK AYDEMİR\nTutar: 25,00 TL"
+    html = "<p>Hesabınıza EFT gelmiştir.</p><p>Gönderen: BERK AYDEMİR</p><p>Tutar: 250,00 TL</p>"
+    parsed = parse_payment_email(text, html=html)
+    assert parsed.disputed and parsed.amount_minor == 25000
+
+
+def test_a_statement_gives_each_incoming_payment_and_no_outgoing_one():
+    analysis = analyze_document(
+        "22.03.2025 Gelen Transfer, İREM GÜNEŞ, 250,00 TL, Açıklama: REG-1\n"
+        "22.03.2025 Giden Transfer, ELEKTRİK FATURASI, -480,00 TL\n"
+        "22.03.2025 Gelen Transfer, HAKAN ÖZ, 1.250,00 TL, Açıklama: REG – 2\n",
+        None,
+        subject="Günlük hesap özeti",
+    )
+    assert analysis.kind == "statement"
+    assert [(p.payer_name, p.amount_minor, p.reference) for p in analysis.payments] == [
+        ("İREM GÜNEŞ", 25000, "REG-1"),
+        ("HAKAN ÖZ", 125000, "REG-2"),
+    ]
+
+
+@pytest.mark.parametrize("ref", ["REG-7", "REG–7", "REG — 7", "reg 7", "REG/7", "REG‑007", "REG_7"])
+def test_refs_with_any_dash_or_spacing(ref):
+    parsed = parse_payment_email(
+        f"Hesabınıza havale gelmiştir.\nGönderen: AYŞE KAYA\nTutar: 250,00 TL\nAçıklama: {ref}"
+    )
+    assert parsed.reference == "REG-7"
+
+
+def test_transfer_key_is_the_bank_number_else_payer_amount_date_ref():
+    base = (
+        "Hesabınıza havale gelmiştir.\nGönderen: AYŞE KAYA\nTutar: 250,00 TL\n"
+        "Açıklama: REG-7\nTarih: 01.04.2025\n"
+    )
+    with_number = parse_payment_email(base + "Dekont No: 2025-0099\n")
+    forwarded = parse_payment_email("Fwd:\n> " + base.replace("\n", "\n> ") + "Dekont No: 20250099")
+    assert with_number.transfer_key == forwarded.transfer_key == "txn:20250099"
+    assert (
+        parse_payment_email(base).transfer_key
+        == parse_payment_email("İletilen:\n" + base).transfer_key
+    )
+    assert (
+        parse_payment_email(base).transfer_key
+        != parse_payment_email(base.replace("REG-7", "REG-8")).transfer_key
+    )

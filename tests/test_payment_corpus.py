@@ -40,7 +40,8 @@ def test_no_payment_from_a_mail_that_is_not_an_incoming_transfer(fmt):
         analysis = _analyze(mail, fmt)
         if mail["kind"] not in PAYMENT_KINDS and analysis.payments:
             wrong.append((mail["id"], analysis.kind))
-        if mail["kind"] not in PAYMENT_KINDS and analysis.kind != mail["kind"]:
+        exact = mail["split"] == "train"  # held-out mails: only the money property
+        if exact and mail["kind"] not in PAYMENT_KINDS and analysis.kind != mail["kind"]:
             wrong.append((mail["id"], analysis.kind))
     assert wrong == []
 
@@ -80,7 +81,7 @@ def test_matching_the_corpus_confirms_nothing_wrong(clean_db):
     with clean_db.begin() as conn:
         make_world(conn, MANIFEST)
     stats = evaluate(clean_db, MANIFEST, "sendgrid-parsed")
-    for split in ("train", "holdout"):
+    for split in ("train", "holdout", "holdout2"):
         assert stats[split]["false_confirmations"] == 0
         assert stats[split]["false_payments"] == 0
     train = stats["train"]

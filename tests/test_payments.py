@@ -290,3 +290,19 @@ def test_stripe_refs_are_still_trusted_without_a_name(world):
         pid, _ = record_payment(conn, _pay(reference=f"REG-{target.id}", payer_name="Someone Else"))
         result = match_payment(conn, pid, actor="t")
     assert result.status == "matched"
+
+
+def test_email_ref_with_a_shared_first_name_waits_when_someone_fits_fully(world):
+    engine, *_ = world
+    with engine.begin() as conn:
+        quoted = registration(conn, "eventbrite", "o-1")  # Ayşe Kaya
+        upsert_registrations(
+            conn, [reg("o-9", email="ad@example.com", name="Ayşe Demir")], actor="test"
+        )
+        other = registration(conn, "eventbrite", "o-9")
+        pid, _ = record_payment(
+            conn, _email_pay(reference=f"REG-{quoted.id}", payer_name="AYŞE DEMİR")
+        )
+        result = match_payment(conn, pid, actor="t")
+    assert result.status == "unmatched"
+    assert set(result.candidates) == {quoted.id, other.id}

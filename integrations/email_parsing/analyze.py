@@ -373,7 +373,7 @@ def refs(text: str | None) -> list[str]:
 # --------------------------------------------------------------------------- cues
 
 _IN_CUES = re.compile(
-    r"hesabiniza|hesabina\b|hesabinize|gelmistir|gecmistir|yatirilmistir|para girisi|"
+    r"hesabiniza|hesabinize|gelmistir|gecmistir|yatirilmistir|para girisi|"
     r"gelen (?:havale|eft|fast|transfer|para|odeme)|sana\b.{0,40}\bgonderdi|"
     r"size\b.{0,40}\bgonderdi|sent you|you (?:have |'ve )?received|received (?:a )?payment|"
     r"payment received|money received|incoming (?:transfer|payment)|hesabiniza gecti|"
@@ -382,7 +382,8 @@ _IN_CUES = re.compile(
 _OUT_CUES = re.compile(
     r"hesabinizdan|kartinizdan|gonderdiniz|gonderdin\b|you sent|you paid|you have sent|"
     r"giden (?:havale|eft|fast|transfer|odeme)|transfer to\b|sent to\b|"
-    r"odemeniz (?:yapilmistir|gerceklesmistir)|harcama"
+    r"odemeniz (?:yapilmistir|gerceklesmistir)|harcama|"
+    r"['’](?:n?[iu]n) hesabina|hesabina (?:gonderil|aktaril|yatiril)"
 )
 _PROMO = re.compile(
     r"kampanya|firsat|bonus|indirim|kazan|puan|chip-?para|hediye|cashback|offer|promotion|"
@@ -391,7 +392,7 @@ _PROMO = re.compile(
 )
 _TRANSFER_NOUN = re.compile(
     r"havale|eft\b|fast\b|transfer|para|odeme|payment|money|gonderdi|sent|received|"
-    r"harcama|hesabiniza|hesabina\b"
+    r"harcama|hesabiniza"
 )
 _COMPLETED = re.compile(
     r"gelmistir|gecmistir|yatirilmistir|yapilmistir|gerceklesmistir|aktarilmistir|"
@@ -619,7 +620,8 @@ class PartResult:
 def analyze_part(
     text: str, *, subject: str | None, vocab: Vocabulary, holders: Sequence[str] = ()
 ) -> PartResult:
-    text = join_split_amounts(normalize(text))
+    text = re.sub(r"(?m)^[ \t]*(?:>[ \t]?)+", "", normalize(text))  # quoted forwards
+    text = join_split_amounts(text)
     lines = [line.strip() for line in text.split("\n")]
     lines = [line for line in lines if line]
     fields, table_rows = extract_fields(lines, vocab)
