@@ -3,6 +3,7 @@
 - :mod:`.validation`: what it accepts and the documented errors it answers with;
 - :mod:`.state`: events, ticket classes, payment options, orders, attendees, webhooks
   (SQLite through :class:`~integrations.sandbox.common.SandboxStore`);
+- :mod:`.simulation`: buyers and door staff (orders, refunds, cancels, check-ins);
 - :mod:`.webhooks`: content-free deliveries, sent concurrently per endpoint;
 - :mod:`.routes`: the HTTP surface (``create_app``); faults come from
   :func:`~integrations.sandbox.common.install_controls`.
