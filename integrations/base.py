@@ -195,10 +195,13 @@ class ChannelAdapter(ABC):
         raise Unsupported(self.platform.value, "anonymizing registrations is not supported")
 
     # -- shared HTTP -----------------------------------------------------------
-    # A 429 means the platform refused the request, so replaying it is always safe. Called
-    # directly, the shared sender waits out Retry-After (bounded) before the caller ever
-    # sees it; under ``with_retries`` it returns the 429 at once and the retry layer waits,
-    # from the call's one budget (see "retries" below), so the waits never multiply.
+    # A 429 means the platform refused the request, so replaying it is always safe: the
+    # shared sender waits out Retry-After and sends that one request again (a 429 costs
+    # nothing to replay, while redoing a multi-step call would spend quota again). Under
+    # ``with_retries`` those waits come out of the call's one budget: a wait that does not
+    # fit in what is left returns the 429 at once (the caller sees RateLimited with its
+    # Retry-After). Called directly, at most ``rate_limit_retries`` waits of
+    # ``rate_limit_max_wait`` seconds in all.
     rate_limit_retries: int = 6
     rate_limit_max_wait: float = 60.0
 
@@ -206,12 +209,13 @@ class ChannelAdapter(ABC):
         self, method: str, url: str, *, headers: Mapping[str, str] | None = None, **kwargs: Any
     ) -> httpx.Response:
         """One request; transport failures become ServerError (retryable), and a 429 is
-        retried here after its Retry-After (up to ``rate_limit_retries`` times) unless a
-        retry layer (``with_retries``) is in charge."""
+        sent again after its Retry-After, within the retry layer's budget when one is in
+        charge (see "retries" below)."""
         import asyncio
 
         waited = 0.0
-        for attempt in range(self.rate_limit_retries + 1):
+        attempt = 0
+        while True:
             try:
                 response = await self._client.request(method, url, headers=headers, **kwargs)
             except httpx.TimeoutException as exc:
@@ -220,18 +224,18 @@ class ChannelAdapter(ABC):
                 raise ServerError(
                     self.platform.value, f"cannot reach {_path(url)}: {type(exc).__name__}"
                 ) from exc
-            if (
-                response.status_code != 429
-                or attempt == self.rate_limit_retries
-                or inside_retry_layer()
-            ):
+            if response.status_code != 429:
                 return response
             delay = parse_retry_after(response.headers.get("Retry-After"), 1.0) or 0.5
-            if waited + delay > self.rate_limit_max_wait:
+            deadline = _BUDGET_DEADLINE.get()
+            if deadline is not None:  # the retry layer's budget decides
+                if time.monotonic() + delay > deadline:
+                    return response
+            elif attempt >= self.rate_limit_retries or waited + delay > self.rate_limit_max_wait:
                 return response
+            attempt += 1
             waited += delay
             await asyncio.sleep(delay)
-        return response
 
     def _raise_for_status(
         self,
@@ -292,16 +296,16 @@ def _short(response: httpx.Response, limit: int = 300) -> str:
 # --------------------------------------------------------------------------- retries
 #
 # One retry layer. A platform call made through ``with_retries`` spends at most its
-# ``RetryBudget``: ``attempts`` tries and ``seconds`` of wall time, the waits included.
-# Inside it the shared sender does not wait out 429s itself (the 429 surfaces as
-# RateLimited and its Retry-After is waited here, from the same budget), so the two never
-# multiply. A Retry-After longer than what is left ends the call at once: the caller
-# reads ``retry_after`` on the raised error as the earliest time of its next try.
-# Outside ``with_retries`` (a single direct call) the sender still waits a 429 out,
-# bounded by ``rate_limit_retries`` and ``rate_limit_max_wait``.
+# ``RetryBudget``: ``attempts`` tries of the whole call (on 5xx, timeouts, connection
+# errors) and ``seconds`` of wall time in all. The shared sender's 429 waits (one request
+# replayed after its Retry-After) come out of the same seconds, so nothing multiplies:
+# whatever fails, the call ends within its budget. A Retry-After longer than what is
+# left ends the call at once; the caller reads ``retry_after`` on the raised error as
+# the earliest time of its next try.
 
-_INSIDE_RETRY_LAYER: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "hub_inside_retry_layer", default=False
+# The monotonic deadline of the budget of the call running in this task (None: no layer).
+_BUDGET_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "hub_retry_budget_deadline", default=None
 )
 
 
@@ -327,9 +331,9 @@ class RetryBudget:
         return delay * (0.5 + random.random() / 2)
 
 
-def inside_retry_layer() -> bool:
-    """True while a call runs under ``with_retries`` (the sender then leaves 429s to it)."""
-    return _INSIDE_RETRY_LAYER.get()
+def budget_deadline() -> float | None:
+    """The monotonic time the running call's budget ends (None outside ``with_retries``)."""
+    return _BUDGET_DEADLINE.get()
 
 
 async def with_retries(
@@ -341,7 +345,6 @@ async def with_retries(
     max_delay: float = 30.0,
     sleep: Callable[[float], Awaitable[None]] | None = None,
     on_retry: Callable[[int, AdapterError, float], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
 ) -> Any:
     """Run ``call`` with exponential back-off on retryable errors, within ``budget``
     (built from ``attempts``/``base_delay``/``max_delay`` when not given), honouring
@@ -351,26 +354,30 @@ async def with_retries(
 
     budget = budget or RetryBudget(attempts=attempts, base_delay=base_delay, max_delay=max_delay)
     sleep = sleep or asyncio.sleep
-    deadline = clock() + budget.seconds
-    for attempt in range(1, budget.attempts + 1):
-        token = _INSIDE_RETRY_LAYER.set(True)
-        try:
-            return await call()
-        except AdapterError as exc:
-            if not exc.retryable or attempt == budget.attempts:
-                raise
-            delay = budget.backoff(attempt)
-            retry_after = getattr(exc, "retry_after", None)
-            if retry_after is not None:
-                delay = max(delay, retry_after)
-            if clock() + delay > deadline:
-                raise
-            if on_retry:
-                on_retry(attempt, exc, delay)
-            await sleep(delay)
-        finally:
-            _INSIDE_RETRY_LAYER.reset(token)
-    raise AssertionError("unreachable")
+    deadline = time.monotonic() + budget.seconds
+    outer = _BUDGET_DEADLINE.get()
+    if outer is not None:  # a call inside another call's budget ends with it at the latest
+        deadline = min(deadline, outer)
+    token = _BUDGET_DEADLINE.set(deadline)
+    try:
+        for attempt in range(1, budget.attempts + 1):
+            try:
+                return await call()
+            except AdapterError as exc:
+                if not exc.retryable or attempt == budget.attempts:
+                    raise
+                delay = budget.backoff(attempt)
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is not None:
+                    delay = max(delay, retry_after)
+                if time.monotonic() + delay > deadline:
+                    raise
+                if on_retry:
+                    on_retry(attempt, exc, delay)
+                await sleep(delay)
+        raise AssertionError("unreachable")
+    finally:
+        _BUDGET_DEADLINE.reset(token)
 
 
 def monotonic_ms() -> float:

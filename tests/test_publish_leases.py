@@ -160,29 +160,44 @@ def test_a_retry_after_longer_than_the_budget_ends_the_call_and_sets_the_back_of
     assert float(wait) >= outcome.retry_after - 1  # the back-off honours Retry-After
 
 
-def test_under_the_retry_layer_a_429_is_waited_once_from_the_budget(boxes):
-    _fault(boxes, rate_limit={"limit": 1, "window_seconds": 1})
-    retries: list[tuple[int, str, float]] = []
-
-    async def run(budget: RetryBudget):
-        async with httpx.AsyncClient(timeout=10) as client:
-            adapter = build_adapter(
-                "eventbrite", boxes.settings, Vault(settings=boxes.settings), client
-            )
+async def _list_webhooks(boxes, budget: RetryBudget, retries: list, warm_up: bool = False):
+    async with httpx.AsyncClient(timeout=10) as client:
+        adapter = build_adapter(
+            "eventbrite", boxes.settings, Vault(settings=boxes.settings), client
+        )
+        if warm_up:
             await adapter.list_webhooks()  # spends the window's one request
-            return await with_retries(
-                adapter.list_webhooks,
-                budget=budget,
-                on_retry=lambda n, exc, delay: retries.append((n, type(exc).__name__, delay)),
-            )
+        return await with_retries(
+            adapter.list_webhooks,
+            budget=budget,
+            on_retry=lambda n, exc, delay: retries.append((n, type(exc).__name__, delay)),
+        )
 
-    asyncio.run(run(RetryBudget(attempts=3, seconds=10, base_delay=0.01)))
-    # the 429 surfaced to the layer (the sender did not wait it out itself) and was
-    # waited for its Retry-After, once
-    assert len(retries) == 1 and retries[0][1] == "RateLimited" and retries[0][2] >= 0.9
+
+def test_a_429_is_waited_from_the_one_budget(boxes):
+    """The sender replays a 429'd request after its Retry-After, paying from the call's
+    budget (no attempt of the call spent); a wait that does not fit ends the call."""
+    _fault(boxes, rate_limit={"limit": 1, "window_seconds": 1})
+    retries: list = []
+    started = time.monotonic()
+    asyncio.run(_list_webhooks(boxes, RetryBudget(attempts=3, seconds=10), retries, True))
+    assert time.monotonic() - started >= 0.9 and retries == []  # waited once, in the sender
 
     time.sleep(1.1)
     started = time.monotonic()
-    with pytest.raises(RateLimited):  # one attempt in the budget: no hidden sender retries
-        asyncio.run(run(RetryBudget(attempts=1, seconds=10)))
-    assert time.monotonic() - started < 0.9
+    with pytest.raises(RateLimited):
+        asyncio.run(_list_webhooks(boxes, RetryBudget(attempts=3, seconds=0.5), retries, True))
+    assert time.monotonic() - started < 0.9  # the 1 s wait did not fit: no sleeping
+
+
+def test_retries_do_not_multiply_a_platform_that_always_answers_429(boxes):
+    """Was 4 attempts x RetryPolicy(3) x up to 6 rate-limit waits; now the call's budget
+    (here 3 s) bounds every wait, whichever layer would have waited."""
+    _fault(boxes, fail_next={"count": 1000, "status": 429})
+    started = time.monotonic()
+    with pytest.raises(RateLimited):
+        asyncio.run(_list_webhooks(boxes, RetryBudget(attempts=4, seconds=3), []))
+    elapsed = time.monotonic() - started
+    left = httpx.get(f"{boxes.url('eventbrite')}/_sandbox/config").json()["fail_next"]["count"]
+    assert elapsed < 3.5
+    assert 1000 - left <= 4  # requests sent: one, then one per second of budget
