@@ -327,7 +327,11 @@ def _weigh_ref(conn: Connection, pay: Row, reg: Row, reg_ids: list[int], actor: 
         fitting = [
             r.id
             for r in _open_with_amount(
-                conn, pay, "r.full_name is not null and r.id <> :rid", rid=reg.id
+                conn,
+                pay,
+                "r.full_name is not null and r.id <> :rid and r.event_id = :ev",
+                rid=reg.id,
+                ev=reg.event_id,
             )
             if name_agreement(pay.payer_name, r.full_name) == "agree"
         ]
@@ -341,9 +345,11 @@ def _weigh_ref(conn: Connection, pay: Row, reg: Row, reg_ids: list[int], actor: 
     elif agreement == "contradict":
         score -= 0.5
         blockers.append(f"payer name {pay.payer_name!r} contradicts the registration's")
-        fitting = [
+        fitting = [  # who the payer may be, in the event the ref points at
             r.id
-            for r in _open_with_amount(conn, pay, "r.full_name is not null")
+            for r in _open_with_amount(
+                conn, pay, "r.full_name is not null and r.event_id = :ev", ev=reg.event_id
+            )
             if name_agreement(pay.payer_name, r.full_name) == "agree"
         ]
         candidates += [i for i in fitting if i not in candidates][:5]

@@ -18,27 +18,25 @@ from uuid import uuid4
 import httpx
 from sqlalchemy import select, text
 
-from hub.db import inbound_email_classes, registrations
+from hub.db import inbound_email_classes
 from hub.ingest import process_pending
 from hub.payments import review_queue
 from hub.settings import Settings
 
 
 def _targets(engine: Any, event_id: Any) -> list[Any]:
-    """Three unpaid, named registrants of the event (not the Luma ones the receiver
-    step pays)."""
+    """Three unpaid, named registrants of the event, not the first three Luma guests
+    (the receiver step pays those)."""
     with engine.connect() as conn:
         return list(
             conn.execute(
-                select(registrations.c.id, registrations.c.full_name)
-                .where(
-                    registrations.c.event_id == event_id,
-                    registrations.c.platform != "luma",
-                    registrations.c.full_name.isnot(None),
-                    registrations.c.payment_status.notin_(("paid", "refunded")),
-                )
-                .order_by(registrations.c.id)
-                .limit(3)
+                text(
+                    "select id, full_name from app.registrations where event_id = :e"
+                    " and full_name is not null and payment_status not in ('paid', 'refunded')"
+                    " and id not in (select id from app.registrations where event_id = :e"
+                    " and platform = 'luma' order by id limit 3) order by id limit 3"
+                ),
+                {"e": event_id},
             ).all()
         )
 
