@@ -124,3 +124,49 @@ def test_over_the_inbound_limit_is_cut_and_json_webhooks_keep_the_small_limit(re
             headers={"Content-Type": "application/json"},
         )
     assert webhook.status_code == 413
+
+
+def test_sendgrid_raw_mode_over_1_mib_keeps_the_mime_in_the_file_store(receiver):
+    from email.message import EmailMessage
+
+    server, settings = receiver
+    msg = EmailMessage()
+    msg["From"] = "Ziraat Bankası <bilgi@ziraatbank.com.tr>"
+    msg["Subject"] = "Havale bildirimi"
+    msg["Message-ID"] = "<raw-big@ziraatbank.com.tr>"
+    msg.set_content(
+        "Hesabınıza havale yapılmıştır.\nGönderen : AYŞE KAYA\nTutar : 250,00 TL\n"
+        "Açıklama : REG-3\n",
+        charset="iso-8859-9",
+    )
+    msg.add_attachment(
+        os.urandom(2 * 1024 * 1024), maintype="image", subtype="png", filename="a.png"
+    )
+    raw = bytes(msg)
+    body = multipart(
+        [
+            ("to", None, "text/plain", b"odemeler@inbound.example.org"),
+            ("from", None, "text/plain", b"Ziraat"),
+            ("email", None, "text/plain", raw),
+        ],
+        "rawb0und",
+    )
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        first = client.post(
+            f"/inbound/email/sendgrid/{TOKEN}",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=rawb0und"},
+        )
+        again = client.post(
+            f"/inbound/email/sendgrid/{TOKEN}",
+            content=body,
+            headers={"Content-Type": "multipart/form-data; boundary=rawb0und"},
+        )
+    assert first.status_code == again.status_code == 200
+    assert again.json()["status"] == "duplicate"  # the retry is recognised by content hash
+    with get_engine().connect() as conn:
+        row = conn.execute(select(inbound_emails)).one()
+    assert len(row.body) < 64 * 1024
+    message = decode_inbound(bytes(row.body), row.headers, files=file_store(settings).read)
+    assert "AYŞE KAYA" in message.text and message.message_id == "<raw-big@ziraatbank.com.tr>"
+    assert [a.filename for a in message.attachments] == ["a.png"]
