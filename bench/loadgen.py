@@ -3,8 +3,9 @@
 ``http``: C threads, each with one keep-alive connection, POST Stripe-signed
 ``checkout.session.completed`` events to the receiver; a share of the sends repeat an
 event id already sent (re-signed, as Stripe's retries are).
-``sql``: the baseline, C threads each doing a bare psycopg INSERT ... ON CONFLICT DO
-NOTHING + COMMIT of the same row into a scratch copy of raw.webhook_events.
+``sql``: the baseline, C threads each sending the exact statement the receiver sends
+for the same row (hub.raw.committed_statement: one autocommit INSERT ... ON CONFLICT
+that also returns a duplicate's id) into raw.webhook_events, one connection each.
 
 Both run ``warmup`` seconds, then measure for ``duration`` seconds (bounded by
 ``max_ops`` per thread too) and print one JSON line with the counts and latencies.
@@ -232,36 +233,37 @@ def http_sender(url: str, secret: str) -> Callable[[], Callable[[str], str]]:
     return make
 
 
-BASELINE_SQL = (
-    "insert into bench_scratch.webhook_baseline "
-    "(source, dedupe_key, event_type, headers, body, body_size, verified, status) "
-    "values ('stripe', %s, 'checkout.session.completed', %s, %s, %s, true, 'received') "
-    "on conflict (source, dedupe_key) where dedupe_key is not null do nothing returning id"
-)
-
-
 def sql_sender(dsn: str, secret: str) -> Callable[[], Callable[[str], str]]:
     import psycopg
-    from psycopg.types.json import Jsonb
+
+    from hub.raw import committed_statement, raw_values
 
     def make() -> Callable[[str], str]:
-        conn = psycopg.connect(dsn)
+        conn = psycopg.connect(dsn, autocommit=True)
 
         def send(event_id: str) -> str:
             body = stripe_event(event_id)
             headers = {
+                "Host": "127.0.0.1",
                 "Content-Type": "application/json; charset=utf-8",
-                "Stripe-Signature": "[redacted]",
                 "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
+                "Stripe-Signature": stripe_signature(body, secret),
+                "Content-Length": str(len(body)),
                 ":method": "POST",
                 ":path": "/webhooks/stripe",
+                ":auth": "stripe-signature",
             }
+            values = raw_values(
+                "webhook_events",
+                {"source": "stripe", "headers": headers, "body": body, "dedupe_key": event_id,
+                 "verified": True, "flag": None, "status": "received",
+                 "event_type": "checkout.session.completed", "body_size": len(body)},
+            )  # fmt: skip
+            sql, params = committed_statement("webhook_events", values)
             try:
-                conn.execute(BASELINE_SQL, (event_id, Jsonb(headers), body, len(body)))
-                conn.commit()
+                conn.execute(sql, params).fetchone()
                 return "200"
             except psycopg.Error as exc:
-                conn.rollback()
                 return type(exc).__name__
 
         return send

@@ -124,14 +124,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     upgrade(settings)
     if args.target == "receiver":
         port = args.port or 5000
-        argv = [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "-c",
-            str(PROJECT_ROOT / "webhook_receiver" / "gunicorn_conf.py"),
-            "--bind",
-            f"{args.host}:{port}",
-            "webhook_receiver.app:create_app()",
-        ]
+        # granian behind the buffering front (webhook_receiver/serve.py, front.py)
+        argv = [sys.executable, "-m", "webhook_receiver.serve", "--bind", f"{args.host}:{port}"]
         os.execvpe(argv[0], argv, os.environ | {"PYTHONPATH": str(PROJECT_ROOT)})
     else:
         port = args.port or 3000

@@ -2,7 +2,8 @@
 
 Embedded (or external) PostgreSQL and Redis, migrations, the sandboxes (sandbox mode),
 their credentials in the vault, the platforms' webhooks pointed at the receiver, the
-receiver under gunicorn (:5000) and Dagster's UI and daemon (:3000).
+receiver behind its HTTP front (granian + webhook_receiver.front, :5000) and Dagster's UI
+and daemon (:3000).
 """
 
 from __future__ import annotations
@@ -103,14 +104,7 @@ def start_receiver(settings: Settings, port: int = RECEIVER_PORT) -> str:
     proc = processes.start(
         settings,
         "receiver",
-        [
-            _bin("gunicorn"),
-            "-c",
-            str(PROJECT_ROOT / "webhook_receiver" / "gunicorn_conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "webhook_receiver.app:create_app()",
-        ],
+        [sys.executable, "-m", "webhook_receiver.serve", "--bind", f"127.0.0.1:{port}"],
         env=env,
         cwd=PROJECT_ROOT,
     )

@@ -31,7 +31,7 @@ from hub.raw import (
 )
 from hub.settings import Settings
 from webhook_receiver.body import Body, GuardedStream, read_body
-from webhook_receiver.logs import mask_secrets, safe_path
+from webhook_receiver.logs import mask_values, safe_path
 from webhook_receiver.store import RawStore, StoreTimeout
 
 WEBHOOKS = "webhook_events"
@@ -170,7 +170,7 @@ def request_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     headers[":path"] = safe_path(request.path, secrets)
     if extra:
         headers.update(extra)
-    return {name: mask_secrets(value, secrets) for name, value in headers.items()}
+    return {name: mask_values(value, secrets) for name, value in headers.items()}
 
 
 def begin(source: str, table: str, *, extra_headers: dict[str, str] | None = None) -> Delivery:

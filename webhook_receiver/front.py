@@ -150,7 +150,8 @@ class BufferingFront:
                 error = "timeout"
                 break
             try:
-                chunk = await asyncio.wait_for(chunks.__anext__(), min(idle, remaining))
+                async with asyncio.timeout(min(idle, remaining)):
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 break
             except TimeoutError:
