@@ -209,9 +209,9 @@ def handle_inbound_email(ctx: HandlerContext) -> None:
     See integrations.email_parsing.record; attachments the receiver spooled are read
     back from hub.files."""
     from hub.files import file_store
-    from integrations.email_parsing.record import record_inbound_email
+    from integrations.email_parsing.record import not_payment_reason, record_inbound_email
 
-    record_inbound_email(
+    outcome = record_inbound_email(
         ctx.conn,
         raw_id=ctx.row.id,
         body=ctx.row.body,
@@ -222,6 +222,8 @@ def handle_inbound_email(ctx: HandlerContext) -> None:
         files=file_store().read,
         table=ctx.row.table,
     )
+    if not outcome.analysis.is_payment:  # outgoing notice, marketing ...: kept, classified
+        raise Ignore(not_payment_reason(outcome.analysis))
 
 
 # -- delivery statuses

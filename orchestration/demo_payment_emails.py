@@ -16,9 +16,8 @@ from typing import Any
 from uuid import uuid4
 
 import httpx
-from sqlalchemy import select, text
+from sqlalchemy import text
 
-from hub.db import inbound_email_classes
 from hub.ingest import process_pending
 from hub.payments import review_queue
 from hub.settings import Settings
@@ -79,6 +78,7 @@ def run_step(
     *,
     receiver: str = "http://127.0.0.1:5000",
 ) -> None:
+    from integrations.email_parsing.record import list_classified
     from integrations.ingest_handlers import handle_inbound_email
 
     targets = _targets(engine, event.id)
@@ -140,24 +140,21 @@ def run_step(
             raw_ids.append((r.json() or {}).get("id"))
             out.line(f"  {label} -> {r.status_code} {(r.json() or {}).get('status')}")
     report = process_pending(engine, handlers={"sendgrid": handle_inbound_email})
-    out.line(f"ingest: {report.processed} processed, {report.failed} failed")
+    out.line(
+        f"ingest: {report.processed} processed, {report.ignored} ignored (no payment),"
+        f" {report.failed} failed"
+    )
     with engine.connect() as conn:
-        classes = {
-            row.raw_id: row
-            for row in conn.execute(
-                select(inbound_email_classes).where(
-                    inbound_email_classes.c.raw_id.in_([i for i in raw_ids if i])
-                )
-            )
-        }
+        classes = {c["raw_id"]: c for c in list_classified(conn)}
         out.table(
-            ["mail", "kind", "payments", "why"],
+            ["mail", "raw row", "kind", "payments", "why"],
             [
                 [
                     label,
-                    classes[i].kind if i in classes else "-",
-                    classes[i].payment_count if i in classes else "-",
-                    "; ".join(classes[i].reasons[:2]) if i in classes else "-",
+                    classes[i]["status"] if i in classes else "-",
+                    classes[i]["kind"] if i in classes else "-",
+                    classes[i]["payments"] if i in classes else "-",
+                    "; ".join(classes[i]["reasons"][:2]) if i in classes else "-",
                 ]
                 for (label, _), i in zip(mails, raw_ids, strict=True)
             ],

@@ -187,6 +187,7 @@ def test_demo_step_confirms_one_ignores_two_and_queues_one_with_candidates(recei
     from types import SimpleNamespace
 
     from hub.payments import review_queue
+    from integrations.email_parsing.record import list_classified
     from orchestration.demo_payment_emails import run_step
 
     with transaction() as conn:
@@ -212,16 +213,18 @@ def test_demo_step_confirms_one_ignores_two_and_queues_one_with_candidates(recei
     )
     engine = get_engine()
     with engine.connect() as conn:
-        kinds = [
-            r.kind
-            for r in conn.execute(
-                text("select kind from app.inbound_email_classes order by raw_id")
-            )
-        ]
+        listed = sorted(list_classified(conn), key=lambda c: c["raw_id"])
+        kinds = [(c["kind"], c["status"]) for c in listed]
         paid = dict(conn.execute(select(registrations.c.id, registrations.c.payment_status)).all())
         count = conn.scalar(select(func.count()).select_from(payments))
         [queued] = review_queue(conn)
-    assert kinds == ["incoming_transfer", "outgoing_transfer", "marketing", "incoming_transfer"]
+    assert kinds == [
+        ("incoming_transfer", "processed"),
+        ("outgoing_transfer", "ignored"),
+        ("marketing", "ignored"),
+        ("incoming_transfer", "processed"),
+    ]
+    assert "Alıcı" in " ".join(listed[1]["reasons"])
     assert paid == {
         ids["Ayşe Kaya"]: "paid",
         ids["Serkan Polat"]: "unpaid",

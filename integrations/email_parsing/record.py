@@ -78,7 +78,7 @@ def record_inbound_email(
             .on_conflict_do_nothing()
         )
     if not analysis.is_payment:
-        return outcome
+        return outcome  # the handler answers Ignore(NOT_PAYMENT ...) with not_payment_reason()
     for parsed in analysis.payments:
         payment = PaymentIn(
             provider="email",
@@ -127,11 +127,46 @@ def _all_attachments(message: InboundEmail):
         yield from _all_attachments(inner)
 
 
-def list_classified(conn: Connection, *, kind: str | None = None, limit: int = 200) -> list[Any]:
-    """Inbound mails with what they were (``kind=None``: all), newest first."""
-    sql = "select * from app.inbound_email_classes"
-    if kind:
-        sql += " where kind = :kind"
-    return conn.execute(
-        text(sql + " order by raw_id desc limit :limit"), {"kind": kind, "limit": limit}
+NOT_PAYMENT = "NOT_PAYMENT"
+
+
+def not_payment_reason(analysis: MailAnalysis) -> str:
+    """``NOT_PAYMENT:<kind>: <reasons>``, the raw row's ``last_error`` when it is ignored
+    (the ingest rolls an ignored row's writes back, so the kind lives on the raw row)."""
+    return f"{NOT_PAYMENT}:{analysis.kind}: " + "; ".join(analysis.reasons)
+
+
+def list_classified(
+    conn: Connection, *, kind: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
+    """Every inbound mail the ingest has read, newest first, with what it was: payment
+    mails from ``app.inbound_email_classes``, ignored ones from their raw row's code."""
+    rows = conn.execute(
+        text(
+            "select r.id, r.source, r.subject, r.status, r.last_error, c.kind, c.reasons,"
+            " c.payment_count from raw.inbound_emails r"
+            " left join app.inbound_email_classes c on c.raw_id = r.id"
+            " where r.status in ('processed', 'ignored') order by r.id desc limit :limit"
+        ),
+        {"limit": limit},
     ).all()
+    out = []
+    for row in rows:
+        found_kind, reasons = row.kind, list(row.reasons or [])
+        if found_kind is None and (row.last_error or "").startswith(NOT_PAYMENT + ":"):
+            _, found_kind, rest = row.last_error.split(":", 2)
+            reasons = [r.strip() for r in rest.split(";") if r.strip()]
+        if found_kind is None or (kind and found_kind != kind):
+            continue
+        out.append(
+            {
+                "raw_id": row.id,
+                "source": row.source,
+                "subject": row.subject,
+                "status": row.status,
+                "kind": found_kind,
+                "reasons": reasons,
+                "payments": row.payment_count or 0,
+            }
+        )
+    return out
