@@ -1,8 +1,12 @@
 """One inbound e-mail row -> its classification, its attachments, its payments, matched.
 
 Called by the ingest handler (integrations.ingest_handlers) inside the row's savepoint.
-Every mail gets a row in ``app.inbound_email_classes`` (payments or not: kept,
-classified, listed) and its attachments' checksums in ``app.email_attachments``. Each
+Every mail is classified; a payment mail's class is a row of
+``app.inbound_email_classes`` and its attachments' checksums rows of
+``app.email_attachments``. A mail that is no payment (outgoing notice, marketing ...)
+is answered ``Ignore`` by the handler, so the ingest rolls its writes back and its kind
+and reasons stay on the raw row (``last_error = NOT_PAYMENT:<kind>: ...``);
+:func:`list_classified` lists both. Each
 incoming payment is recorded under its *transfer key* (the bank's transaction number
 when the mail has one, else payer + amount + date + ref), so the same transfer forwarded
 again under another Message-ID, or in another format, is one payment.

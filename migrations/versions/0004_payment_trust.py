@@ -6,9 +6,8 @@ Create Date: 2026-12-02 04:00:00
 
 * ``app.payments``: ``match_score`` (0..1), ``match_reasons`` and ``match_candidates``
   (what the matcher weighed, shown to the person reviewing).
-* ``app.inbound_email_classes``: what each inbound mail was (incoming transfer,
-  statement, outgoing transfer, marketing ...), with its reasons, so non-payment mails
-  are kept and listed.
+* ``app.inbound_email_classes``: what each inbound payment mail was (incoming transfer,
+  statement), with its reasons (mails that are no payment keep theirs on the raw row).
 * ``app.email_attachments``: attachments of inbound mail by checksum (the bytes live in
   ``hub.files``).
 """
