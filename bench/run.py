@@ -23,6 +23,8 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "syndication": ("bench.syndication", ("syndication-latency", "syndication-rate-limit")),
     "pull": ("bench.pull", ("pull-registrations",)),
     "receiver": ("bench.receiver", ("receiver-ingest",)),
+    "slow-clients": ("bench.slow_clients", ("receiver-slow-clients",)),
+    "frozen-db": ("bench.frozen_db", ("receiver-frozen-db",)),
     "emails": ("bench.emails", ("payment-emails",)),
 }
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"
