@@ -28,7 +28,7 @@ from dagster import (
 from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
 from sqlalchemy.engine import make_url
 
-from hub.embedded import resolve_dagster_database_url
+from hub.embedded import resolve_database_url
 from hub.settings import Settings
 from orchestration.definitions import defs
 from orchestration.resources import HubDatabase
@@ -38,18 +38,24 @@ RUN_KEY_TAG = "dagster/run_key"
 
 @pytest.fixture(scope="session")
 def dagster_pg_instance(hub_settings: Settings) -> Iterator[DagsterInstance]:
-    """One instance for the session, its runs, events and partitions in the test
-    database's own ``_dagster`` database (as orchestration/instance.py sets it up)."""
-    url = resolve_dagster_database_url(hub_settings)
+    """One instance for the session, its runs, events and partitions in PostgreSQL, in a
+    database of its own beside the test database (not the ``_dagster`` one, which
+    test_foundation creates and drops to check orchestration/instance.py)."""
+    hub_url = make_url(resolve_database_url(hub_settings))
+    name = f"{hub_url.database}_dagster_suite"
+    admin = hub_url.set(drivername="postgresql", database="postgres").render_as_string(False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'drop database if exists "{name}" with (force)')
+        conn.execute(f'create database "{name}"')
+    url = hub_url.set(drivername="postgresql", database=name).render_as_string(False)
     try:
         with instance_for_test(
             overrides={"storage": {"postgres": {"postgres_url": url}}}, set_dagster_home=False
         ) as instance:
             yield instance
     finally:
-        admin = make_url(url).set(database="postgres").render_as_string(False)
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{make_url(url).database}" with (force)')
+            conn.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture()

@@ -25,8 +25,13 @@ def test_no_right_to_create_the_dagster_database_fails_loudly(hub_settings, tmp_
     admin = _conninfo(hub_url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'create role "{role}" login nocreatedb')
-        conn.execute(f'grant connect on database "{make_url(hub_url).database}" to "{role}"')
-    limited = make_url(hub_url).set(username=role).render_as_string(hide_password=False)
+    # a hub database name of its own, so its "_dagster" database surely does not exist yet
+    hub_name = f"hub_nodagster_{uuid.uuid4().hex[:8]}"
+    limited = (
+        make_url(hub_url)
+        .set(username=role, database=hub_name)
+        .render_as_string(hide_password=False)
+    )
     try:
         with environment(
             {
@@ -40,11 +45,10 @@ def test_no_right_to_create_the_dagster_database_fails_loudly(hub_settings, tmp_
                 prepare_dagster_home(load_settings())
             message = str(raised.value)
             assert "cannot create the Dagster database" in message
-            assert f"{make_url(hub_url).database}_dagster" in message
+            assert f"{hub_name}_dagster" in message
             assert "CREATE DATABASE" in message and "CREATEDB" in message
             # nothing points Dagster anywhere, least of all at the hub's database
             assert "DAGSTER_HOME" not in os.environ and "HUB_DAGSTER_PG_URL" not in os.environ
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'revoke connect on database "{make_url(hub_url).database}" from "{role}"')
             conn.execute(f'drop role "{role}"')

@@ -3,6 +3,7 @@ run the way the hub runs it: the Dagster dbt assets of analytics_build_job."""
 
 from __future__ import annotations
 
+import pytest
 from dagster import AssetKey
 from sqlalchemy import text
 
@@ -15,6 +16,16 @@ STAGING = [
     AssetKey(["analytics", "stg_app__registrations"]),
     AssetKey(["analytics", "stg_raw__webhook_events"]),
 ]
+
+
+@pytest.fixture(autouse=True)
+def _drop_dbt_schemas(engine):
+    """dbt's views depend on raw and app columns: leave none behind (the migration tests
+    downgrade those tables)."""
+    yield
+    with engine.begin() as conn:
+        for schema in ("staging", "intermediate", "marts", "analytics"):
+            conn.execute(text(f'drop schema if exists "{schema}" cascade'))
 
 
 def _event():

@@ -201,3 +201,39 @@ def test_retries_do_not_multiply_a_platform_that_always_answers_429(boxes):
     left = httpx.get(f"{boxes.url('eventbrite')}/_sandbox/config").json()["fail_next"]["count"]
     assert elapsed < 3.5
     assert 1000 - left <= 4  # requests sent: one, then one per second of budget
+
+
+def test_duplicates_left_by_earlier_overlaps_are_adopted_and_taken_off_sale(boxes, clean_db):
+    """Two Eventbrite events made for one hub event (overlapping runs before leases, the
+    hub stored neither): the next publish adopts one and closes sales on the other."""
+    event = _event()
+
+    async def duplicates() -> list[str]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            adapter = build_adapter(
+                "eventbrite", boxes.settings, Vault(settings=boxes.settings), client
+            )
+            made = [await adapter.publish_event(event, 25) for _ in range(2)]
+            return [p.platform_event_id for p in made]
+
+    made = asyncio.run(duplicates())
+    outcome = asyncio.run(_publish(boxes, event.id, "runner-a"))
+    assert outcome.action == "adopted" and outcome.platform_event_id in made
+    orphans = [i for i in made if i != outcome.platform_event_id]
+    assert outcome.orphans_closed == orphans
+
+    async def on_sale(platform_event_id: str) -> bool:
+        async with httpx.AsyncClient(timeout=10) as client:
+            adapter = build_adapter(
+                "eventbrite", boxes.settings, Vault(settings=boxes.settings), client
+            )
+            classes = await adapter.ticket_classes(platform_event_id)
+        return any(
+            not tc.get("hidden")
+            and int(tc.get("quantity_total") or 0) > int(tc.get("quantity_sold") or 0)
+            for tc in classes
+        )
+
+    assert asyncio.run(on_sale(outcome.platform_event_id))
+    assert not asyncio.run(on_sale(orphans[0]))
+    assert _channel(clean_db, event.id).platform_event_id == outcome.platform_event_id

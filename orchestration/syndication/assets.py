@@ -94,6 +94,8 @@ def published_events(
     outcomes = asyncio.run(run())
     failed = []
     for outcome in outcomes:
+        if outcome.orphan_error:
+            context.log.warning(f"{outcome.platform}: orphan sweep: {outcome.orphan_error}")
         if outcome.action == "busy":  # another run is publishing it: nothing to do here
             context.log.info(outcome.error or f"{outcome.platform}: busy")
             continue
@@ -110,6 +112,7 @@ def published_events(
                 "latency_ms": round(outcome.latency_ms, 1),
                 "attempts": outcome.attempts,
                 "event_version": event.version,
+                "orphans_closed": ", ".join(outcome.orphans_closed),
             },
         )
     if failed:

@@ -44,6 +44,8 @@ class ChannelOutcome:
     error: str | None = None
     retry_after: float | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    orphans_closed: list[str] = field(default_factory=list)  # duplicates taken off sale
+    orphan_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -109,6 +111,8 @@ def _store_success(
                 "version": event.version,
                 "attempts": outcome.attempts,
                 "latency_ms": round(outcome.latency_ms, 1),
+                "orphans_closed": outcome.orphans_closed,
+                "orphan_error": outcome.orphan_error,
             },
         )
     return True
@@ -174,6 +178,38 @@ def _taken_ids(engine: Engine, channel: dict, event: Event) -> set[str]:
                 )
             )
         )
+
+
+MAX_ORPHANS = 5
+
+
+async def _close_orphans(
+    adapter: ChannelAdapter,
+    event: Event,
+    kept: ChannelPublication,
+    taken: set[str],
+    outcome: ChannelOutcome,
+    budget: RetryBudget,
+) -> None:
+    """Take off sale any other platform event made for this hub event (by overlapping
+    runs before leases, or a runner whose lease ran out mid-call): the adapters'
+    find_existing, excluding the one kept and other hub events' ids, finds them;
+    close_sales stops them selling. Best effort: a failure here is reported on the
+    outcome and audited with the success, never undoes the publication."""
+    exclude = set(taken) | {kept.platform_event_id}
+    try:
+        for _ in range(MAX_ORPHANS):
+            orphan = await with_retries(
+                lambda: adapter.find_existing(event, exclude=exclude), budget=budget
+            )
+            if orphan is None:
+                return
+            orphan_id = orphan.platform_event_id
+            await with_retries(lambda i=orphan_id: adapter.close_sales(i), budget=budget)
+            outcome.orphans_closed.append(orphan_id)
+            exclude.add(orphan_id)
+    except AdapterError as exc:
+        outcome.orphan_error = str(exc)
 
 
 async def sync_channel(
@@ -254,6 +290,8 @@ async def sync_channel(
             pub = await with_retries(
                 push if channel["platform_event_id"] else create, budget=budget
             )
+            if outcome.action in ("created", "adopted"):
+                await _close_orphans(adapter, event, pub, taken, outcome, budget)
     except Exception as exc:  # one platform's failure, whatever it is, stays its own
         outcome.action = "failed"
         outcome.error = (
