@@ -268,7 +268,8 @@ def name_agreement(payer: str | None, registered: str | None) -> str:
 
     shorter, longer = (a, b) if len(a) <= len(b) else (b, a)
     hits = sum(fits(t, longer) for t in shorter)
-    if (hits == len(shorter) and len(shorter) >= 2) or hits == len(shorter) == len(longer):
+    whole = sum(t in longer for t in shorter)  # an initial fits, but only partly
+    if whole == len(shorter) and (len(shorter) >= 2 or len(shorter) == len(longer)):
         return "agree"
     return "partial" if hits else "contradict"
 

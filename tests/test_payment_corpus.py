@@ -81,7 +81,7 @@ def test_matching_the_corpus_confirms_nothing_wrong(clean_db):
     with clean_db.begin() as conn:
         make_world(conn, MANIFEST)
     stats = evaluate(clean_db, MANIFEST, "sendgrid-parsed")
-    for split in ("train", "holdout", "holdout2"):
+    for split in ("train", "holdout", "holdout2", "holdout3"):
         assert stats[split]["false_confirmations"] == 0
         assert stats[split]["false_payments"] == 0
     train = stats["train"]

@@ -182,6 +182,18 @@ def _is_forward_header(line: str) -> bool:
     return "@" in line or bool(_HEADER_LINE.match(fold(line)))
 
 
+_HEADERISH = re.compile(r"^(?:sent|to|cc|subject|date|kime|konu|tarih|gonderildi)\s*:", re.I)
+
+
+def _weak_payer(lines: Sequence[str], i: int, value: str) -> FieldValue | None:
+    """``From: NAME`` in a bank's own text (English layouts); not in a forwarded
+    header block (``From:`` followed or preceded by ``Sent:``/``To:``/``Subject:``)."""
+    around = [fold(x) for x in lines[max(0, i - 2) : i + 3] if x is not lines[i]]
+    if any(_HEADERISH.match(x) for x in around) or "@" in value:
+        return None
+    return FieldValue("payer_weak", value, i)
+
+
 def extract_fields(lines: Sequence[str], vocab: Vocabulary) -> tuple[list[FieldValue], list[dict]]:
     """Labelled fields of a document, and the rows of column tables with several rows."""
     out: list[FieldValue] = []
@@ -228,6 +240,12 @@ def extract_fields(lines: Sequence[str], vocab: Vocabulary) -> tuple[list[FieldV
         if match:
             role = role_of(match.group("label"), vocab)
             value = match.group("value").strip()
+            if role is None and _label_key(match.group("label")) == "from" and value:
+                weak = _weak_payer(lines, i, value)
+                if weak:
+                    out.append(weak)
+                i += 1
+                continue
             if role and value:
                 out.append(FieldValue(role, value, i))
                 i += 1
@@ -261,7 +279,7 @@ _L = r"[^\W\d_]"
 _UP = "A-ZÇĞİÖŞÜÂÎÛ"
 _NAME_TOKEN = rf"{_L}+(?:[.'’-]{_L}+)*\.?"
 _UPPER_NAME = rf"(?:[{_UP}][{_UP}.'’-]+[ \t]+){{1,4}}[{_UP}][{_UP}.’-]*[{_UP}]"
-_TITLE_NAME = rf"(?:[{_UP}]{_L}+[ \t]+){{1,4}}[{_UP}]{_L}+"
+_TITLE_NAME = rf"(?:[{_UP}]{_L}+[ \t]+){{1,4}}[{_UP}](?:{_L}+|\.)"  # "Ahmet K." too
 _ANY_NAME = rf"(?:{_UPPER_NAME}|{_TITLE_NAME})"
 _NAME_STOP = {
     "iban", "banka", "bankasi", "bank", "hesap", "hesabi", "sube", "subesi", "no", "tc", "vkn",
@@ -273,6 +291,7 @@ _NAME_STOP = {
     "papara", "wise", "revolut", "ininal", "hesabina", "tutarinda", "size", "sana",
     "de", "da", "te", "ta", "den", "dan",
 }  # fmt: skip
+_SALUTATIONS = {"sayin", "degerli", "sevgili", "merhaba", "dear", "hi"}
 _ABLATIVE = re.compile(r"['’]?(?:d[ae]n|t[ae]n|D[AE]N|T[AE]N)$")
 
 
@@ -285,8 +304,8 @@ def clean_name(candidate: str | None) -> str | None:
     tokens = value.split()
     while tokens and fold(tokens[0]).strip(".:") in _NAME_STOP:
         tokens.pop(0)
-    while tokens and fold(tokens[-1]).strip(".:") in _NAME_STOP:
-        tokens.pop()
+    while tokens and fold(tokens[-1]).strip(".:") in _NAME_STOP - _SALUTATIONS:
+        tokens.pop()  # "Sayın" is a salutation in front and a surname at the end
     if tokens:
         last = _ABLATIVE.sub("", tokens[-1]) if re.search(r"['’]", tokens[-1]) else tokens[-1]
         tokens[-1] = last
@@ -374,6 +393,8 @@ def refs(text: str | None) -> list[str]:
 
 _IN_CUES = re.compile(
     r"hesabiniza|hesabinize|gelmistir|gecmistir|yatirilmistir|para girisi|"
+    r"(?<!['’]in )(?<!['’]un )\bhesabina\b.{0,60}\b(?:geldi|gecti|yatti|yatirildi)\b|"
+    r"['’](?:d[ae]n|t[ae]n)\b.{0,60}\b(?:geldi|gecti)\b|"
     r"gelen (?:havale|eft|fast|transfer|para|odeme)|sana\b.{0,40}\bgonderdi|"
     r"size\b.{0,40}\bgonderdi|sent you|you (?:have |'ve )?received|received (?:a )?payment|"
     r"payment received|money received|incoming (?:transfer|payment)|hesabiniza gecti|"
@@ -634,6 +655,8 @@ def analyze_part(
         if f.role == "description" and "description" in first:
             continue
         first.setdefault(f.role, f.value)
+    if "payer" not in first and "payer_weak" in first:
+        first["payer"] = first["payer_weak"]
     if table_rows:
         for row in table_rows:
             rec = _record_from_fields(row, vocab, " ".join(row.values()), holders)
