@@ -126,7 +126,7 @@ def publication_state(engine) -> PublicationState:
     return state
 
 
-def channels_needing_work(engine, now: datetime | None = None) -> dict[tuple[str, int], list[str]]:
+def channels_needing_work(engine) -> dict[tuple[str, int], list[str]]:
     """{(slug, version): ["platform@attempts"]} (the database's clock decides what is due)."""
     return publication_state(engine).work
 
