@@ -16,7 +16,9 @@ by row in autocommit, so one bad row never takes the others down with it.
 
 Deadline: PostgreSQL frozen (stopped, or a lock that never comes free) would otherwise
 hold every request for the whole freeze. A request whose row is not committed within the
-deadline gets :class:`StoreTimeout` (the receiver answers 503 with Retry-After); a row it
+deadline gets :class:`StoreTimeout` (the receiver answers 503 with Retry-After), and
+while the commit in flight is older than the deadline new requests get it at once
+(they would only queue behind it, holding a thread each); a row it
 abandoned before the committer took it is skipped, one already sent may still commit
 when PostgreSQL comes back, and the sender's retry then meets it as a duplicate: a
 request is lost only if it was never acknowledged, which is what 503 says.
@@ -89,6 +91,7 @@ class RawStore:
         self._conn: psycopg.Connection | None = None
         self._born = 0.0
         self._closed = False
+        self._busy_since: float | None = None  # when the batch in flight was taken
 
     # ------------------------------------------------------------------ requests
 
@@ -97,6 +100,11 @@ class RawStore:
         raises :class:`StoreTimeout` past the deadline, or the database's error."""
         item = _Item(table, raw_values(table, fields))
         with self._cond:
+            since = self._busy_since
+            if since is not None and time.monotonic() - since > self._deadline:
+                # The commit in flight is already past the deadline (PostgreSQL frozen):
+                # answer at once instead of holding a thread for another deadline.
+                raise StoreTimeout("the raw store has not answered for longer than the deadline")
             self._ensure_thread()
             self._queue.append(item)
             self._cond.notify()
@@ -132,6 +140,7 @@ class RawStore:
                     item = self._queue.popleft()
                     if not item.abandoned:
                         batch.append(item)
+                self._busy_since = time.monotonic() if batch else None
             if batch:
                 try:
                     self._commit(batch)
@@ -139,6 +148,9 @@ class RawStore:
                     for item in batch:
                         if not item.done.is_set():
                             item.finish(None, exc)
+                finally:
+                    with self._cond:
+                        self._busy_since = None
 
     def _connection(self) -> tuple[psycopg.Connection, bool]:
         """The committer's connection and whether it was opened just now."""
