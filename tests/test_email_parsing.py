@@ -328,3 +328,15 @@ def test_transfer_key_is_the_bank_number_else_payer_amount_date_ref():
         parse_payment_email(base).transfer_key
         != parse_payment_email(base.replace("REG-7", "REG-8")).transfer_key
     )
+
+
+def test_a_sentence_with_gelen_and_an_amount_is_not_a_statement_line():
+    text = "Hesabınıza gelen her EFT için 5 TL iade! Detaylar şubelerimizde."
+    assert analyze_document(text, None, subject="Duyuru").payments == []
+
+
+def test_a_movement_line_takes_the_labelled_sender():
+    parsed = parse_payment_email(
+        "Gönderen: AYŞE KAYA\nGelen Havale Tutarı: 250,00 TL\nAçıklama: REG-7\n"
+    )
+    assert parsed is not None and parsed.payer_name == "AYŞE KAYA" and parsed.reference == "REG-7"

@@ -524,7 +524,9 @@ _STATEMENT_LINE = re.compile(
 )
 
 
-def _statement_records(lines: Sequence[str], vocab: Vocabulary) -> list[Record]:
+def _statement_records(
+    lines: Sequence[str], vocab: Vocabulary, *, labelled_party: bool = False
+) -> list[Record]:
     """One record per line that carries a direction word and an amount."""
     records: list[Record] = []
     for line in lines:
@@ -552,6 +554,8 @@ def _statement_records(lines: Sequence[str], vocab: Vocabulary) -> list[Record]:
         desc = re.search(
             r"(?i:a[çc][ıi]klama|description|ref)[ \t]*[:：][ \t]*(?P<d>[^,;|\t]+)", line
         )
+        if not (name or labelled_party or find_date(line) or REF_RE.search(line)):
+            continue  # "gelen her EFT için 5 TL iade": a sentence, not a movement
         records.append(
             Record(
                 amount=amount,
@@ -668,7 +672,8 @@ def analyze_part(
                 rec.structural = True
                 records.append(rec)
     if not records:
-        statement = _statement_records(lines, vocab)
+        party = any(first.get(k) for k in ("payer", "recipient", "txn_id"))
+        statement = _statement_records(lines, vocab, labelled_party=party)
         if len(statement) >= 2 or (statement and "amount" not in first):
             records = statement
     if not records and "amount" in first:
@@ -697,6 +702,8 @@ def analyze_part(
             rec.payer = _name_first(lines)
         if rec.date is None:
             rec.date = find_date(rec.text) or (find_date(doc_text) if len(records) == 1 else None)
+        if rec.payer is None and rec.direction > 0 and len(records) == 1 and first.get("payer"):
+            rec.payer = clean_name(first["payer"])
         if rec.txn_id is None and len(records) == 1 and first.get("txn_id"):
             rec.txn_id = _txn_id(first["txn_id"])
         if rec.description is None and len(records) == 1 and first.get("description"):
