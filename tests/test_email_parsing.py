@@ -340,3 +340,10 @@ def test_a_movement_line_takes_the_labelled_sender():
         "Gönderen: AYŞE KAYA\nGelen Havale Tutarı: 250,00 TL\nAçıklama: REG-7\n"
     )
     assert parsed is not None and parsed.payer_name == "AYŞE KAYA" and parsed.reference == "REG-7"
+
+
+@pytest.mark.parametrize("charset", ["base64", "idna", "rot13", "no-such-charset", "utf\x00"])
+def test_a_hostile_declared_charset_falls_back_instead_of_failing(charset):
+    from integrations.email_parsing import decode_bytes
+
+    assert decode_bytes("Gönderen".encode(), charset) == "Gönderen"

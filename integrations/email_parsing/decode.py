@@ -103,7 +103,7 @@ def decode_bytes(data: bytes, charset: str | None = None) -> str:
         tried.append(name)
         try:
             return data.decode(name)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeError, ValueError):  # unknown, non-text (base64), idna
             continue
     return data.decode("utf-8", errors="replace")
 
