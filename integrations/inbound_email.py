@@ -29,16 +29,22 @@ def _codec(name: str | None) -> str:
         return "utf-8"
     name = name.strip().strip('"').lower()
     try:
-        return codecs.lookup(name).name
-    except LookupError:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):  # ValueError: a name with NUL
         return "utf-8"
+    # base64, zlib, rot13, hex ... are codecs but not text encodings: bytes.decode()
+    # refuses them (LookupError), so a sender naming one gets UTF-8 instead.
+    return info.name if getattr(info, "_is_text_encoding", True) else "utf-8"
 
 
 def decode_field(value: bytes | str, charset: str | None) -> str:
     """Decode one form field's bytes with its declared charset (bad bytes -> U+FFFD)."""
     if isinstance(value, str):
         return value
-    return value.decode(_codec(charset), errors="replace")
+    try:
+        return value.decode(_codec(charset), errors="replace")
+    except (UnicodeError, ValueError):  # idna, punycode ... raise whatever the errors mode
+        return value.decode("utf-8", errors="replace")
 
 
 def parse_charsets(value: bytes | str | None) -> dict[str, str]:

@@ -38,7 +38,7 @@ from hub.settings import Settings
 from integrations.ingest_handlers import build_handlers
 from webhook_receiver.app import create_app
 
-EXAMPLES = 250
+EXAMPLES = 500
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

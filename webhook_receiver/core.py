@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -112,30 +111,7 @@ def configured_secrets() -> list[str]:
     return cached[1]
 
 
-_VAULT_SECRET_TTL = 60.0
 _RAW_STORE_LOCK = threading.Lock()
-
-
-def webhook_secret(setting: str, vault_entry: str) -> str | None:
-    """A webhook secret from settings, else from the vault (e.g. the secret Luma returned
-    when `hub up` registered the webhook); vault reads are cached for a minute."""
-    value = settings().secret(setting)
-    if value:
-        return value
-    cache = current_app.extensions.setdefault("hub_vault_secrets", {})
-    cached = cache.get(vault_entry)
-    now = time.monotonic()
-    if cached and now - cached[1] < _VAULT_SECRET_TTL:
-        return cached[0]
-    try:
-        from hub.vault import Vault
-
-        entry = Vault(settings=settings()).get(vault_entry) or {}
-        value = entry.get("secret")
-    except Exception:  # vault unreadable: behave as if no secret is configured
-        value = None
-    cache[vault_entry] = (value, now)
-    return value
 
 
 def raw_store() -> RawStore:
