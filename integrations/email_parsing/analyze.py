@@ -69,6 +69,7 @@ Kind = Literal[
     "other",
 ]
 PAYMENT_KINDS = ("incoming_transfer", "statement")
+MAX_PART_CHARS = 512 * 1024
 
 
 class ParsedPayment(BaseModel):
@@ -783,7 +784,11 @@ def analyze_document(
     sender: str | None = None,
     holders: Sequence[str] = (),
 ) -> MailAnalysis:
-    """Both parts of one message: the one that parses, and whether they agree."""
+    """Both parts of one message: the one that parses, and whether they agree.
+
+    Each part is read up to ``MAX_PART_CHARS`` (a bank mail is a few KiB; a huge text
+    part is an attachment pasted inline or hostile, and is not read further)."""
+    text, html = text[:MAX_PART_CHARS], (html or "")[: MAX_PART_CHARS * 4] or None
     bank = detect_bank(sender, text[:4000], (html or "")[:4000])
     vocab = vocabulary(bank)
     results: list[tuple[str, PartResult]] = []
