@@ -53,6 +53,8 @@ hostile_text = st.text(
     max_size=40,
 )
 header_text = hostile_text.map(lambda t: t.replace("\r", "").replace("\n", ""))
+# the test client percent-encodes the query as UTF-8: a lone surrogate cannot be sent
+query_text = hostile_text.map(lambda t: "".join(c for c in t if not "\ud800" <= c <= "\udfff"))
 codecs_ = st.sampled_from(
     ["utf-8", "iso-8859-9", "base64", "zlib", "rot13", "idna", "punycode", "hex", "uu",
      "bz2", "utf-16", "utf-7", "cp1254", "nonesuch", "", "UTF-8\x00", "unicode_escape"]
@@ -175,10 +177,10 @@ def _whatsapp(draw: Any, signed: bool) -> dict[str, Any]:
 
 
 def _netgsm(draw: Any, signed: bool) -> dict[str, Any]:
-    token = SECRETS["netgsm_report_token"] if signed else draw(hostile_text)
+    token = SECRETS["netgsm_report_token"] if signed else draw(query_text)
     name = draw(st.sampled_from(["token", "Token", "TOKEN", "token[]"]))
     body = draw(json_bodies({"jobid": "1", "number": "905321112233", "status": "1"}))
-    query = {name: token, draw(hostile_text): draw(hostile_text)}
+    query = {name: token, draw(query_text): draw(query_text)}
     return {"path": "/webhooks/netgsm", "data": body, "query_string": query}
 
 
