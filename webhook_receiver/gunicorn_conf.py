@@ -1,4 +1,10 @@
-"""gunicorn settings of the receiver.
+"""gunicorn settings of the receiver, as the previous HTTP front.
+
+The receiver ships behind granian and webhook_receiver.front (``python -m
+webhook_receiver.serve``): gunicorn's gthread workers read request bodies in their
+threads, so 40 slow senders starved it (issue 8). This file stays for ``make bench``,
+which measures both fronts side by side (BENCHMARKS.md), and for whoever prefers
+gunicorn behind a buffering proxy.
 
 ``gunicorn -c webhook_receiver/gunicorn_conf.py "webhook_receiver.app:create_app()"``
 
