@@ -186,4 +186,6 @@ def test_slow_clients_do_not_starve_genuine_deliveries(clean_db, tmp_path):
                 sock.close()
     p99 = lambda xs: sorted(xs)[int(len(xs) * 0.99) - 1]  # noqa: E731
     assert max(loaded) < 2.0, f"a genuine delivery waited {max(loaded):.2f} s"
-    assert p99(loaded) < max(2 * p99(unloaded), 0.05), (statistics.median(unloaded), p99(loaded))
+    # within 2x of unloaded (the bench figure); a floor of 250 ms absorbs the noise of
+    # shared cores, far below the 30 s a starved receiver took
+    assert p99(loaded) < max(2 * p99(unloaded), 0.25), (statistics.median(unloaded), p99(loaded))
