@@ -189,3 +189,27 @@ def test_slow_clients_do_not_starve_genuine_deliveries(clean_db, tmp_path):
     # within 2x of unloaded (the bench figure); a floor of 250 ms absorbs the noise of
     # shared cores, far below the 30 s a starved receiver took
     assert p99(loaded) < max(2 * p99(unloaded), 0.25), (statistics.median(unloaded), p99(loaded))
+
+
+REFUSALS = [
+    (b"POST //webhooks/stripe HTTP/1.1", "stripe"),
+    (b"OPTIONS /webhooks/stripe HTTP/1.1", "stripe"),
+    (b"HEAD /webhooks/whatsapp HTTP/1.1", "whatsapp"),
+    (b"PATCH /inbound/email/mailgun HTTP/1.1", "mailgun"),
+    (b"GET /webhooks/paypal/ipn?token=x HTTP/1.1", "paypal"),
+]
+
+
+def test_refusals_through_the_real_server_are_kept(server, clean_db):
+    for request_line, source in REFUSALS:
+        table = "inbound_emails" if b"/inbound" in request_line else "webhook_events"
+        before = len(rows(clean_db, table, source))
+        response = raw_request(
+            server.port, request_line + b"\r\nHost: x\r\nContent-Length: 8\r\n\r\nevidence"
+        )
+        assert 300 <= status_of(response) < 500, (request_line, response[:300])
+        kept = rows(clean_db, table, source)
+        assert len(kept) == before + 1, request_line
+        assert kept[-1]["status"] == "flagged" and kept[-1]["flag"], request_line
+    # The server's own refusals (a request line or headers it cannot parse: 400/431)
+    # are answered by granian before any Python runs: not reachable by the app.
