@@ -123,10 +123,27 @@ class BufferingFront:
             body, declared, error = await self._read(scope, proto)
         finally:
             self._reading -= 1
-        environ = self._environ(scope, body, declared, error)
-        loop = asyncio.get_running_loop()
-        status, headers, data = await loop.run_in_executor(self._executor(), self._call, environ)
-        proto.response_bytes(status, headers, data)
+        try:
+            environ = self._environ(scope, body, declared, error)
+            loop = asyncio.get_running_loop()
+            status, headers, data = await loop.run_in_executor(
+                self._executor(), self._call, environ
+            )
+        except Exception as exc:  # the app's own handlers answer everything; this is a bug
+            from webhook_receiver.logs import access_logger, safe_path
+
+            access_logger().error(
+                "front failed",
+                exc_info=exc,
+                extra={"fields": {"message": "the HTTP front failed on a request",
+                                  "method": scope.method, "path": safe_path(scope.path)}},
+            )  # fmt: skip
+            status, headers = 500, [("content-type", "application/json")]
+            data = b'{"error":"internal","message":"internal error"}'
+        try:
+            proto.response_bytes(status, headers, data)
+        except Exception:  # the client went away before its answer: nothing to send to
+            return
 
     async def _read(self, scope: Any, proto: Any) -> tuple[Any, int | None, str | None]:
         """(body file positioned at 0, declared Content-Length, error or None)."""
