@@ -34,8 +34,8 @@ from bench.receiver import SECRET, _drop_metrics_dir, _gunicorn_env, front_argv
 
 SLOW = 40
 GENUINE_THREADS = 2
-GENUINE_PER_THREAD = 150
-PACE_S = 0.02
+GENUINE_PER_THREAD = 300
+PACE_S = 0.05  # ~15 s a phase: every slow connection hits a read timeout and comes back
 TRICKLE_S = 0.5
 PHASE_LIMIT_S = 25.0
 TARGET_FACTOR = 2.0
