@@ -169,7 +169,7 @@ def verify_mailgun(
         raise WebhookVerificationError("bad_signature", "signature does not match")
     try:
         ts = int(float(timestamp))
-    except ValueError:
+    except (ValueError, OverflowError):  # "abc", "nan"; "inf" and "1e400" overflow
         raise WebhookVerificationError("bad_signature", "timestamp is not a number") from None
     current = time.time() if now is None else now
     if ts < current - max_age:
