@@ -103,6 +103,15 @@ class Settings(BaseSettings):
 
     receiver_max_body_bytes: int = Field(default=1024 * 1024, gt=0)
 
+    # Names on the account(s) that receive payments, separated by ';' (e.g. the
+    # association's name as banks print it). A notice naming this party as recipient is
+    # incoming; one naming it as sender is outgoing.
+    payment_account_holders: str = ""
+
+    @property
+    def account_holders(self) -> tuple[str, ...]:
+        return tuple(n.strip() for n in self.payment_account_holders.split(";") if n.strip())
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

@@ -209,6 +209,7 @@ def handle_inbound_email(ctx: HandlerContext) -> None:
     See integrations.email_parsing.record; attachments the receiver spooled are read
     back from hub.files."""
     from hub.files import file_store
+    from hub.settings import get_settings
     from integrations.email_parsing.record import not_payment_reason, record_inbound_email
 
     outcome = record_inbound_email(
@@ -220,6 +221,7 @@ def handle_inbound_email(ctx: HandlerContext) -> None:
         received_at=ctx.row.received_at,
         actor=ctx.actor,
         files=file_store().read,
+        holders=get_settings().account_holders,
         table=ctx.row.table,
     )
     if not outcome.analysis.is_payment:  # outgoing notice, marketing ...: kept, classified
