@@ -249,6 +249,12 @@ def run_demo(settings: Settings) -> None:
 
         _demo_receiver_steps(out, settings, engine, defs, instance, event, since)
 
+        from orchestration.demo_faults import run_step as faults_step
+
+        faults_step(
+            out, engine, defs, instance, lambda name: _sandbox_url(settings, name), _run_job
+        )
+
         out.step("Analytics: dbt staging models (Dagster analytics_build_job)")
         result = _run_job(defs, instance, "analytics_build_job")
         with engine.connect() as conn:

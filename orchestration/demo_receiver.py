@@ -88,7 +88,34 @@ def post_bad_requests(receiver: str, secrets_: dict[str, str]) -> list[str]:
             },
         )
         lines.append(f"signed Stripe body, broken JSON -> {_outcome(r)}")
-    return ["refused and kept (flagged, never processed):", *(f"  {x}" for x in lines)]
+        # hostile input: none of these may answer 500 or block the ingest behind them
+        deep = ("[" * 1200 + "]" * 1200).encode()
+        r = client.post(
+            "/webhooks/stripe",
+            content=deep,
+            headers={"Stripe-Signature": _stripe_header(secrets_["stripe_webhook_secret"], deep)},
+        )
+        lines.append(f"signed Stripe JSON 1,200 deep  -> {_outcome(r)}")
+        from hub.settings import get_settings
+
+        eventbrite_api = get_settings().base_url("eventbrite").rstrip("/")
+        r = client.post(
+            "/webhooks/eventbrite",
+            json={
+                "config": {"action": "order.placed\u0000\u0000", "webhook_id": "1"},
+                "api_url": f"{eventbrite_api}/orders/999999999/",
+            },
+            headers={"X-Eventbrite-Event": "order.placed"},
+        )
+        lines.append(f"Eventbrite hint, NUL in action -> {_outcome(r)} (stored; blocks no row)")
+        r = client.request("PATCH", "/webhooks/stripe", content=b"{}")
+        lines.append(f"PATCH /webhooks/stripe          -> {_outcome(r)}")
+        r = client.get("/inbound/mailgun", params={"token[]": "a-secret-in-the-query"})
+        lines.append(f"GET /inbound/mailgun           -> {_outcome(r)} (query secret not stored)")
+    return [
+        "refused and kept (flagged, never processed), or stored for the ingest:",
+        *(f"  {x}" for x in lines),
+    ]
 
 
 def _payment_targets(engine: Any, event_id: Any) -> list[dict[str, Any]]:
