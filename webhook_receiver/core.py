@@ -103,11 +103,16 @@ _SECRET_NAMES = (
 def configured_secrets() -> list[str]:
     """The configured secret values (to mask in paths), read once per app: an app's
     settings never change (a new Settings means a new app)."""
-    s = settings()
-    cached = current_app.extensions.get("hub_configured_secrets")
+    return secrets_of(current_app)
+
+
+def secrets_of(app: Any) -> list[str]:
+    """:func:`configured_secrets` of ``app`` (also outside a request context)."""
+    s = app.config["HUB_SETTINGS"]
+    cached = app.extensions.get("hub_configured_secrets")
     if cached is None or cached[0] is not s:
         cached = (s, [v for v in (s.secret(n) for n in _SECRET_NAMES) if v])
-        current_app.extensions["hub_configured_secrets"] = cached
+        app.extensions["hub_configured_secrets"] = cached
     return cached[1]
 
 
@@ -116,13 +121,19 @@ _RAW_STORE_LOCK = threading.Lock()
 
 def raw_store() -> RawStore:
     """One pool of autocommit connections per app (created in each gunicorn worker)."""
-    store = current_app.extensions.get("hub_raw_store")
+    return raw_store_of(current_app)
+
+
+def raw_store_of(app: Any) -> RawStore:
+    """:func:`raw_store` of ``app`` (also outside a request context): one per process,
+    shared by the Flask endpoints and the front's lean path (webhook_receiver.lean)."""
+    store = app.extensions.get("hub_raw_store")
     if store is None:
         with _RAW_STORE_LOCK:
-            store = current_app.extensions.get("hub_raw_store")
+            store = app.extensions.get("hub_raw_store")
             if store is None:
-                store = RawStore(settings())
-                current_app.extensions["hub_raw_store"] = store
+                store = RawStore(app.config["HUB_SETTINGS"])
+                app.extensions["hub_raw_store"] = store
     return store
 
 
@@ -140,10 +151,23 @@ def redis_client() -> redis_lib.Redis:
 def request_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Redacted request headers plus ``:method`` and ``:path`` (URL tokens masked); any
     configured secret found in a value (a token echoed in a Referer, a query) is masked."""
-    secrets = configured_secrets()
-    headers = redact_headers(request.headers.items())
-    headers[":method"] = request.method
-    headers[":path"] = safe_path(request.path, secrets)
+    return stored_headers(
+        request.headers.items(), request.method, request.path, configured_secrets(), extra
+    )
+
+
+def stored_headers(
+    items: Any,
+    method: str,
+    path: str,
+    secrets: list[str],
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """:func:`request_headers` from header ``(name, value)`` pairs as werkzeug names
+    them (``Content-Type``, ``Stripe-Signature``)."""
+    headers = redact_headers(items)
+    headers[":method"] = method
+    headers[":path"] = safe_path(path, secrets)
     if extra:
         headers.update(extra)
     return {name: mask_values(value, secrets) for name, value in headers.items()}

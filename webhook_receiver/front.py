@@ -72,6 +72,7 @@ class BufferingFront:
         self._reading = 0
         self._pool: ThreadPoolExecutor | None = None
         self._limits: tuple[int, int] | None = None
+        self._lean: Any = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -89,6 +90,13 @@ class BufferingFront:
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._wsgi()  # build the app (and read its settings) before the first request
+
+    def _lean_path(self) -> Any:
+        if self._lean is None:
+            from webhook_receiver.lean import LeanStripe
+
+            self._lean = LeanStripe(self._wsgi())
+        return self._lean
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._pool is not None:
@@ -125,10 +133,17 @@ class BufferingFront:
             self._reading -= 1
         try:
             environ = self._environ(scope, body, declared, error)
-            loop = asyncio.get_running_loop()
-            status, headers, data = await loop.run_in_executor(
-                self._executor(), self._call, environ
-            )
+            answer = None
+            if self._lean_applies(scope, declared, error):
+                # a genuine Stripe delivery is answered on the loop (webhook_receiver.lean);
+                # None: anything else, answered by the Flask app as before
+                answer = await self._lean_path().handle(environ, body.getvalue())
+            if answer is None:
+                loop = asyncio.get_running_loop()
+                answer = await loop.run_in_executor(self._executor(), self._call, environ)
+            else:
+                body.close()
+            status, headers, data = answer
         except Exception as exc:  # the app's own handlers answer everything; this is a bug
             from webhook_receiver.logs import access_logger, safe_path
 
@@ -144,6 +159,11 @@ class BufferingFront:
             proto.response_bytes(status, headers, data)
         except Exception:  # the client went away before its answer: nothing to send to
             return
+
+    def _lean_applies(self, scope: Any, declared: int | None, error: str | None) -> bool:
+        from webhook_receiver.lean import LeanStripe
+
+        return LeanStripe.applies(scope, declared, error, self._limit(scope.path))
 
     async def _read(self, scope: Any, proto: Any) -> tuple[Any, int | None, str | None]:
         """(body file positioned at 0, declared Content-Length, error or None)."""

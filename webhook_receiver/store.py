@@ -31,6 +31,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,10 +73,16 @@ class _Item:
     result: RawStoreResult | None = None
     error: BaseException | None = None
     abandoned: bool = False
+    on_done: Callable[[], None] | None = None  # called (committer thread) once finished
 
     def finish(self, result: RawStoreResult | None, error: BaseException | None) -> None:
         self.result, self.error = result, error
         self.done.set()
+        if self.on_done is not None:
+            try:
+                self.on_done()
+            except Exception:  # the waiter's event loop is gone: nobody to tell
+                log.debug("raw store waiter gone", exc_info=True)
 
 
 class RawStore:
@@ -95,10 +102,25 @@ class RawStore:
 
     # ------------------------------------------------------------------ requests
 
+    @property
+    def deadline(self) -> float:
+        return self._deadline
+
     def store(self, table: str, **fields: Any) -> RawStoreResult:
         """Commit one raw row (see :func:`hub.raw.store_raw_committed` for the fields);
         raises :class:`StoreTimeout` past the deadline, or the database's error."""
-        item = _Item(table, raw_values(table, fields))
+        item = self.submit(table, fields)
+        item.done.wait(self._deadline)
+        return self.outcome(item)
+
+    def submit(
+        self, table: str, fields: dict[str, Any], on_done: Callable[[], None] | None = None
+    ) -> _Item:
+        """Queue one row for the committer without waiting (``on_done`` is called from
+        the committer thread once it is committed or has failed); then wait at most
+        :attr:`deadline` and read it with :meth:`outcome`. Raises :class:`StoreTimeout`
+        at once while the commit in flight is older than the deadline."""
+        item = _Item(table, raw_values(table, fields), on_done=on_done)
         with self._cond:
             since = self._busy_since
             if since is not None and time.monotonic() - since > self._deadline:
@@ -108,9 +130,14 @@ class RawStore:
             self._ensure_thread()
             self._queue.append(item)
             self._cond.notify()
-        if not item.done.wait(self._deadline):
+        return item
+
+    def outcome(self, item: _Item) -> RawStoreResult:
+        """The result of a submitted row once waited for: not finished by now means it
+        missed the deadline (abandoned: skipped if the committer has not taken it)."""
+        if not item.done.is_set():
             with self._cond:
-                item.abandoned = True  # skipped if the committer has not taken it yet
+                item.abandoned = True
             if not item.done.is_set():
                 raise StoreTimeout(f"the raw row was not committed within {self._deadline} s")
         if item.error is not None:
