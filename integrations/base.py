@@ -226,7 +226,10 @@ class ChannelAdapter(ABC):
                 ) from exc
             if response.status_code != 429:
                 return response
-            delay = parse_retry_after(response.headers.get("Retry-After"), 1.0) or 0.5
+            delay = (
+                parse_retry_after(response.headers.get("Retry-After"), RATE_LIMIT_DEFAULT_WAIT)
+                or 0.5
+            )
             deadline = _BUDGET_DEADLINE.get()
             if deadline is not None:  # the retry layer's budget decides
                 if time.monotonic() + delay > deadline:
@@ -331,6 +334,10 @@ class RetryBudget:
         return delay * (0.5 + random.random() / 2)
 
 
+# The wait assumed after a 429 that names no Retry-After (sender and layer alike).
+RATE_LIMIT_DEFAULT_WAIT = 1.0
+
+
 def budget_deadline() -> float | None:
     """The monotonic time the running call's budget ends (None outside ``with_retries``)."""
     return _BUDGET_DEADLINE.get()
@@ -368,6 +375,10 @@ async def with_retries(
                     raise
                 delay = budget.backoff(attempt)
                 retry_after = getattr(exc, "retry_after", None)
+                if retry_after is None and isinstance(exc, RateLimited):
+                    # the wait the sender assumed (and found too long) when no
+                    # Retry-After was sent: the layer does not retry sooner than that
+                    retry_after = RATE_LIMIT_DEFAULT_WAIT
                 if retry_after is not None:
                     delay = max(delay, retry_after)
                 if time.monotonic() + delay > deadline:
