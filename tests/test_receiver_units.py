@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 import stripe
-from test_receiver_support import TURKISH, hub_signature, mailgun_signature, stripe_event
+from test_receiver_support import TURKISH, hub_signature, mailgun_signature, rows, stripe_event
 
 from hub.raw import redact_headers, store_raw
 from integrations.inbound_email import (
@@ -221,3 +221,34 @@ def test_store_raw_dedupes_only_keyed_rows(clean_db):
             "select dedupe_key, sender from raw.inbound_emails where id = %s", (long_key.id,)
         ).one()
     assert key[0].startswith("sha256:") and key[1] == "a\ufffdb"
+
+
+def test_a_group_commit_with_one_refused_row_commits_the_others(hub_settings, clean_db):
+    """The batch is one pipelined transaction; a row PostgreSQL refuses (here a status
+    the CHECK constraint rejects) rolls it back, then each row is committed on its own:
+    the good rows are stored and answered, the bad one gets its error."""
+    import psycopg
+
+    from hub.raw import raw_values
+    from webhook_receiver.store import RawStore, _Item
+
+    store = RawStore(hub_settings)
+    try:
+        conn, _ = store._connection()
+
+        def item(key: str, status: str) -> _Item:
+            fields = {"source": "stripe", "headers": {}, "body": b"{}", "dedupe_key": key,
+                      "verified": True, "flag": None, "status": status}  # fmt: skip
+            return _Item("webhook_events", raw_values("webhook_events", fields))
+
+        batch = [item("evt_a", "received"), item("evt_b", "bogus"), item("evt_c", "received")]
+        store._grouped(conn, batch)
+        assert [i.done.is_set() for i in batch] == [True, True, True]
+        assert isinstance(batch[1].error, psycopg.errors.CheckViolation)
+        assert batch[0].result is not None and batch[2].result is not None
+        assert {r["dedupe_key"] for r in rows(clean_db, "webhook_events")} == {"evt_a", "evt_c"}
+        store._grouped(conn, [item("evt_a", "received"), item("evt_d", "received")])
+        keys = [r["dedupe_key"] for r in rows(clean_db, "webhook_events")]
+        assert sorted(keys) == ["evt_a", "evt_c", "evt_d"]  # the connection still works
+    finally:
+        store.close()
