@@ -129,7 +129,9 @@ class LeanStripe:
             return self._unavailable(t0, exc, secrets)
         except Exception:  # a row hub.raw refuses to build: Flask's error path keeps it
             return None
-        await asyncio.wait([committed], timeout=store.deadline)
+        timer = loop.call_later(store.deadline, _wake, committed)
+        await committed  # committed, failed, or the deadline: outcome() tells which
+        timer.cancel()
         try:
             result = store.outcome(item)
         except _UNAVAILABLE as exc:
