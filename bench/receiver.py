@@ -242,9 +242,12 @@ def _figure(base: dict, recv: dict, cpu: dict, info: dict, stored: dict, *, othe
         "queued while a commit is in flight are committed together, one pipelined "
         "transaction, and none of them is answered before that COMMIT returns; a lone row "
         "is one autocommit statement). granian = `python -m webhook_receiver.serve` "
-        "(granian RSGI, the buffering front, 2 workers x 4 WSGI threads, as shipped); "
+        "(granian RSGI, the buffering front, 2 workers, as shipped: a genuine Stripe "
+        "delivery is verified, kept and answered on the front's event loop by "
+        "webhook_receiver.lean with the Flask endpoint's own checks, stored row, answer "
+        "and log line; anything else goes to the Flask app on 4 WSGI threads); "
         "gunicorn = `gunicorn -c webhook_receiver/gunicorn_conf.py` (2 gthread workers x 4 "
-        "threads, the previous front).",
+        "threads, the previous front, every request through Flask).",
         f"Baseline: {CONCURRENCY} connections in a separate process, each sending the exact "
         "statement the receiver sends for the same row (`hub.raw.committed_statement`: one "
         "autocommit INSERT ... ON CONFLICT DO NOTHING that returns the new or the existing "
@@ -300,9 +303,9 @@ def _explain_miss(cpu: dict, share: dict) -> str:
     return (
         f"Missed target. The machine was {share['busy_cpu_s']:.0%} busy and the largest CPU "
         f"consumer was {_NAMES[busiest]} ({share[busiest]:.0%} of {os.cpu_count()} cores). "
-        "The receiver is CPU-bound in Python (Flask/werkzeug request handling, Stripe "
-        "signature check, header redaction, the JSON request log, metrics) with the GIL "
-        "shared by each worker's threads, while the baseline spends almost nothing outside "
+        "The receiver is CPU-bound (HTTP parsing, Stripe signature check, header "
+        "redaction, the JSON request log, metrics, the committer's psycopg work) with "
+        "one GIL per worker, while the baseline spends almost nothing outside "
         f"PostgreSQL; on this {os.cpu_count()}-core machine the load generator, the workers "
         "and PostgreSQL also compete for the same cores. Not tuned away: each front runs "
         "as shipped."
