@@ -174,3 +174,19 @@ def test_the_lean_path_declines_refusals_without_storing(front, clean_db):
     environ = front._environ(scope, None, len(body), None)
     assert asyncio.run(lean.handle(environ, body)) is None
     assert rows(clean_db, "webhook_events") == []
+
+
+def test_a_secret_that_cannot_be_read_is_left_to_the_flask_path(front, clean_db, monkeypatch):
+    """Reading the secret fails (a vault error): the lean path answers nothing and
+    stores nothing, so the Flask path fails closed as it always did."""
+    settings = front._wsgi().config["HUB_SETTINGS"]
+
+    def broken(self, name: str) -> str | None:
+        raise OSError("vault unreadable")
+
+    monkeypatch.setattr(type(settings), "secret", broken)
+    body = json.dumps(stripe_event()).encode()
+    scope, _ = _request(body)
+    environ = front._environ(scope, None, len(body), None)
+    assert asyncio.run(LeanStripe(front._wsgi()).handle(environ, body)) is None
+    assert rows(clean_db, "webhook_events") == []

@@ -92,18 +92,19 @@ class LeanStripe:
 
     async def handle(self, environ: dict[str, Any], body: bytes) -> Answer | None:
         t0 = time.perf_counter()
-        if len(body) != int(environ.get("CONTENT_LENGTH") or -1):
-            return None  # short or cut: the Flask path keeps it as bad framing
-        secret = self._settings.secret("stripe_webhook_secret")
-        if not secret:
-            return None  # kept as not_configured (503) by the Flask path
         try:
+            if len(body) != int(environ.get("CONTENT_LENGTH") or -1):
+                return None  # short or cut: the Flask path keeps it as bad framing
+            # a secret that cannot be read fails closed in the Flask path (kept, 500)
+            secret = self._settings.secret("stripe_webhook_secret")
+            if not secret:
+                return None  # kept as not_configured (503) by the Flask path
             event = verify_stripe_event(body, environ.get("HTTP_STRIPE_SIGNATURE"), secret)
             event_id, event_type = event["id"], event["type"]
             secrets = secrets_of(self._app)
             headers = stored_headers(EnvironHeaders(environ).items(), "POST", STRIPE_PATH, secrets)
         except Exception:  # a refusal (bad signature, bad payload): kept flagged by Flask
-            return None
+            return None  # nothing was stored yet
         headers[":auth"] = "stripe-signature"
         fields: dict[str, Any] = {
             "source": "stripe",
