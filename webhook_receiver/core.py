@@ -132,7 +132,7 @@ def raw_store_of(app: Any) -> RawStore:
         with _RAW_STORE_LOCK:
             store = app.extensions.get("hub_raw_store")
             if store is None:
-                store = RawStore(app.config["HUB_SETTINGS"])
+                store = RawStore.shared(app.config["HUB_SETTINGS"])
                 app.extensions["hub_raw_store"] = store
     return store
 

@@ -85,6 +85,10 @@ class _Item:
                 log.debug("raw store waiter gone", exc_info=True)
 
 
+_SHARED: dict[tuple[str, float], RawStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class RawStore:
     """One committer thread and one autocommit connection per process (lazily started)."""
 
@@ -263,6 +267,17 @@ class RawStore:
         with conn.cursor() as cur:
             row = cur.execute(sql, params).fetchone()
             return result_of_row(row, item.table, item.values, cur)
+
+    @classmethod
+    def shared(cls, settings: Settings) -> RawStore:
+        """The process's store for this database (one committer thread and connection per
+        process and database, however many apps are built: tests build one per test)."""
+        key = (libpq_url(settings), DEADLINE_SECONDS)
+        with _SHARED_LOCK:
+            store = _SHARED.get(key)
+            if store is None or store._closed:
+                store = _SHARED[key] = cls(settings)
+            return store
 
     def close(self) -> None:
         with self._cond:
