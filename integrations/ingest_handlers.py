@@ -64,7 +64,14 @@ class EventbriteHandler:
             if exc.code == "FOREIGN_HOST":
                 raise Ignore(f"FOREIGN_HOST: {parts.hostname}") from exc
             raise
-        _upsert_or_ignore(ctx, list(registrations), f"{ctx.reason} {action}")
+        except NotFound as exc:  # a hint naming an order the platform does not have
+            raise Ignore(f"NOT_ON_PLATFORM: Eventbrite has no {parts.path[:100]}") from exc
+        registrations = list(registrations)
+        if not registrations:  # the re-read names no registration: nothing was done
+            raise Ignore(
+                f"NOTHING_TO_FETCH: api_url names no order or attendee: {parts.path[:100]}"
+            )
+        _upsert_or_ignore(ctx, registrations, f"{ctx.reason} {action}")
 
 
 class LumaHandler:

@@ -103,7 +103,7 @@ def post_bad_requests(receiver: str, secrets_: dict[str, str]) -> list[str]:
             "/webhooks/eventbrite",
             json={
                 "config": {"action": "order.placed\u0000\u0000", "webhook_id": "1"},
-                "api_url": f"{eventbrite_api}/orders/999999999/",
+                "api_url": f"{eventbrite_api}/v3/orders/999999999/",
             },
             headers={"X-Eventbrite-Event": "order.placed"},
         )

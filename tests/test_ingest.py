@@ -114,6 +114,8 @@ def test_poison_row_retries_then_fails_while_others_pass(world):
                        body=eb_hook("order.updated", f"{EB}/orders/{i}/"))
             for i in range(3)
         ]  # fmt: skip
+    for i in range(3):
+        eventbrite.pages[f"{EB}/orders/{i}/"] = [reg(f"att-{i}", email=f"p{i}@x.com")]
     first = process_pending(engine, handlers=handlers, now=NOW, max_attempts=3)
     with engine.begin() as conn:
         row = raw_row(conn, "webhook_events", poison)
@@ -454,3 +456,29 @@ def test_real_luma_adapter_shared_across_calls(clean_db):
     assert first.processed == 1 and second.processed == 1
     assert sorted(r.platform_registration_id for r in stored) == sorted(guest_ids)
     assert {r.status for r in stored} <= {"pending", "approved", "waitlist"}
+
+
+def test_eventbrite_hint_the_platform_cannot_back_is_ignored_not_processed(world):
+    """A hint whose re-read names nothing (a path that is no order or attendee) or an order
+    the platform does not have was marked 'processed' with nothing done."""
+    from hub.errors import NotFound
+
+    engine, _, eventbrite, _, handlers = world
+    eventbrite.errors[f"{EB}/orders/404404/"] = NotFound("eventbrite", "no such order")
+    with engine.begin() as conn:
+        missing = insert_raw(
+            conn,
+            "webhook_events",
+            source="eventbrite",
+            body=eb_hook("order.placed", f"{EB}/orders/404404/"),
+        )
+        nothing = insert_raw(conn, "webhook_events", source="eventbrite",
+                             body=eb_hook("order.placed", f"{EB}/users/me/"))  # fmt: skip
+    report = process_pending(engine, handlers=handlers, now=NOW)
+    with engine.begin() as conn:
+        missing_row = raw_row(conn, "webhook_events", missing)
+        nothing_row = raw_row(conn, "webhook_events", nothing)
+        assert count(conn, "app.registrations") == 0
+    assert report.ignored == 2 and report.processed == 0
+    assert missing_row.last_error.startswith("NOT_ON_PLATFORM")
+    assert nothing_row.last_error.startswith("NOTHING_TO_FETCH")
