@@ -152,7 +152,7 @@ def test_overlapping_runs_on_a_slow_platform_create_one_platform_event(
     """A run in another process is mid-call on a slow Eventbrite: the next tick asks for
     nothing, and a manual run of the same event at the same time sends nothing there."""
     boxes, daemon = world
-    _fault(boxes, "eventbrite", latency_ms=700)
+    _fault(boxes, "eventbrite", latency_ms=1500)  # the child holds the lease for seconds
     event = _event()
     first = daemon.tick(PUBLISH).run_requests
     assert len(first) == 1
@@ -166,7 +166,11 @@ def test_overlapping_runs_on_a_slow_platform_create_one_platform_event(
             time.sleep(0.05)
         overlap = daemon.tick(PUBLISH)
         assert not overlap.run_requests
-        assert "being published now" in overlap.skip_message
+        # held back by the lease or by the run in progress, whichever the tick sees first
+        assert (
+            "being published now" in overlap.skip_message
+            or "publish run is still in progress" in overlap.skip_message
+        )
         # a manual run (UI, CLI) of the same event while the first still works
         manual = defs.resolve_job_def("publish_events_job").execute_in_process(
             instance=dagster_instance, partition_key=event.slug, raise_on_error=False
@@ -177,10 +181,14 @@ def test_overlapping_runs_on_a_slow_platform_create_one_platform_event(
             child.kill()
             child.wait()
     materialized = {
-        m.event_specific_data.materialization.asset_key.path[-1]
+        m.event_specific_data.materialization.asset_key.path[-1]: {
+            k: v.value for k, v in m.event_specific_data.materialization.metadata.items()
+        }
         for m in manual.get_asset_materialization_events()
     }
-    assert "eventbrite_event" not in materialized  # it held no lease: it sent nothing
+    # it held no lease, so it sent nothing: busy while the child worked, or (on a loaded
+    # machine, when the child finished first) "unchanged"; never created or adopted
+    assert materialized.get("eventbrite_event", {}).get("action") in (None, "unchanged")
     assert _platform_events(boxes) == {p: 1 for p in PLATFORMS}
     assert _drain(daemon) == []
 
