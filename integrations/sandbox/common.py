@@ -421,21 +421,25 @@ class WebhookDelivery:
 
 
 class WebhookSender:
-    """Delivers webhooks from a background thread, at least once, like the platforms do.
+    """Delivers webhooks at least once, like the platforms do, with one worker thread per
+    endpoint URL: an endpoint that hangs or is down delays only its own deliveries, and
+    deliveries to one endpoint keep their order.
 
     With ``duplicate`` each delivery is sent twice; with ``out_of_order`` a batch is
     delivered in reverse order. Failed deliveries are retried a few times with backoff.
     """
 
-    def __init__(self, controls: SandboxControls, *, attempts: int = 4) -> None:
+    def __init__(
+        self, controls: SandboxControls, *, attempts: int = 4, timeout: float = 10.0
+    ) -> None:
         self.controls = controls
         self.attempts = attempts
-        self._queue: deque[list[WebhookDelivery]] = deque()
+        self.timeout = timeout
         self._cond = threading.Condition()
+        self._queues: dict[str, deque[WebhookDelivery]] = {}
+        self._workers: dict[str, threading.Thread] = {}
         self._pending = 0
         self.delivered: list[tuple[str, int]] = []  # (url, status) for inspection
-        self._thread = threading.Thread(target=self._run, name="webhook-sender", daemon=True)
-        self._thread.start()
 
     def send(self, deliveries: list[WebhookDelivery]) -> None:
         if not deliveries:
@@ -446,9 +450,17 @@ class WebhookSender:
         if self.controls.duplicate_webhooks:
             batch = [d for d in batch for _ in (0, 1)]
         with self._cond:
-            self._queue.append(batch)
-            self._pending += len(batch)
-            self._cond.notify()
+            for item in batch:
+                self._queues.setdefault(item.url, deque()).append(item)
+                self._pending += 1
+                worker = self._workers.get(item.url)
+                if worker is None or not worker.is_alive():
+                    worker = threading.Thread(
+                        target=self._run, args=(item.url,), name="webhook-sender", daemon=True
+                    )
+                    self._workers[item.url] = worker
+                    worker.start()
+            self._cond.notify_all()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -460,33 +472,35 @@ class WebhookSender:
                 self._cond.wait(remaining)
         return True
 
-    def _run(self) -> None:
-        client = httpx.Client(timeout=10)
-        while True:
-            with self._cond:
-                while not self._queue:
-                    self._cond.wait()
-                batch = self._queue.popleft()
-            for delivery in batch:
-                status = self._deliver(client, delivery)
+    def _run(self, url: str) -> None:
+        with httpx.Client(timeout=self.timeout) as client:
+            while True:
                 with self._cond:
-                    self.delivered.append((delivery.url, status))
+                    queue = self._queues.get(url)
+                    if not queue:
+                        # Nothing left: this worker ends (a later send starts a new one).
+                        self._workers.pop(url, None)
+                        self._queues.pop(url, None)
+                        return
+                    item = queue.popleft()
+                status = self._deliver(client, item)
+                with self._cond:
+                    self.delivered.append((item.url, status))
                     self._pending -= 1
                     self._cond.notify_all()
 
-    def _deliver(self, client: httpx.Client, delivery: WebhookDelivery) -> int:
+    def _deliver(self, client: httpx.Client, item: WebhookDelivery) -> int:
         status = 0
         for attempt in range(self.attempts):
             try:
-                status = client.post(
-                    delivery.url, content=delivery.body, headers=delivery.headers
-                ).status_code
+                status = client.post(item.url, content=item.body, headers=item.headers).status_code
             except httpx.HTTPError as exc:
-                log.warning("webhook to %s failed: %s", delivery.url, type(exc).__name__)
+                log.warning("webhook to %s failed: %s", item.url, type(exc).__name__)
                 status = 0
             if 200 <= status < 300:
                 return status
-            time.sleep(min(0.2 * 2**attempt, 2.0))
+            if attempt < self.attempts - 1:
+                time.sleep(min(0.2 * 2**attempt, 2.0))
         return status
 
 

@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from integrations.sandbox.common import (
     SandboxControls,
     SandboxStore,
+    WebhookSender,
     install_controls,
     retry_after_header,
 )
@@ -28,7 +29,6 @@ from integrations.sandbox.eventbrite.validation import (
     nest_form,
     not_found,
 )
-from integrations.sandbox.eventbrite.webhooks import ConcurrentWebhookSender
 
 
 def error_response(exc: ApiError) -> Response:
@@ -90,7 +90,7 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     store = SandboxStore(state_path)
     controls = SandboxControls()
-    sender = ConcurrentWebhookSender(controls)
+    sender = WebhookSender(controls)
     sandbox = EventbriteSandbox(
         store, controls, sender, organization_id=organization_id, public_base_url=public_base_url
     )

@@ -12,9 +12,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from integrations.sandbox.common import PeopleFactory, SandboxStore
+from integrations.sandbox.common import PeopleFactory, SandboxStore, WebhookSender
 from integrations.sandbox.eventbrite.validation import ApiError, bad_argument, money, now_z
-from integrations.sandbox.eventbrite.webhooks import ConcurrentWebhookSender
 
 
 class SimulationMixin:
@@ -22,7 +21,7 @@ class SimulationMixin:
 
     # Provided by EventbriteSandbox.
     store: SandboxStore
-    sender: ConcurrentWebhookSender
+    sender: WebhookSender
     organization_id: str
     event: Callable[[str], dict[str, Any]]
     order: Callable[[str], dict[str, Any]]

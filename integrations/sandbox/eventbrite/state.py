@@ -34,7 +34,7 @@ from typing import Any
 from flask import has_request_context, request
 
 from hub.models import slugify
-from integrations.sandbox.common import SandboxControls, SandboxStore
+from integrations.sandbox.common import SandboxControls, SandboxStore, WebhookSender
 from integrations.sandbox.eventbrite import validation as v
 from integrations.sandbox.eventbrite.simulation import SimulationMixin
 from integrations.sandbox.eventbrite.validation import (
@@ -47,12 +47,7 @@ from integrations.sandbox.eventbrite.validation import (
     not_found,
     wrapped,
 )
-from integrations.sandbox.eventbrite.webhooks import (
-    TEST_PING_PATH,
-    ConcurrentWebhookSender,
-    delivery,
-    matches,
-)
+from integrations.sandbox.eventbrite.webhooks import TEST_PING_PATH, delivery, matches
 
 API = "/v3"
 USER_ID = "1000000042"
@@ -97,7 +92,7 @@ class EventbriteSandbox(SimulationMixin):
         self,
         store: SandboxStore,
         controls: SandboxControls,
-        sender: ConcurrentWebhookSender,
+        sender: WebhookSender,
         *,
         organization_id: str,
         public_base_url: str | None,
