@@ -14,15 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from dagster import RunsFilter, build_sensor_context
-from dagster._core.definitions.partitions.context import partition_loading_context
-from dagster._core.storage.tags import RUN_KEY_TAG
+from dagster import RunsFilter
 from sqlalchemy import select
 
 from hub.db import event_channels
 from hub.events import create_event, parse_spec
 from hub.settings import environment
-from orchestration.resources import HubDatabase
+from orchestration.ticks import RUN_KEY_TAG, evaluate_sensor_tick, run_key_used
 
 SENSOR = "event_publication_sensor"
 COMPRESSED = {
@@ -35,18 +33,7 @@ COMPRESSED = {
 
 
 def _tick(defs: Any, instance: Any) -> Any:
-    """One evaluation of the sensor, as the daemon does it (partitions added)."""
-    context = build_sensor_context(
-        instance=instance,
-        instance_ref=instance.get_ref(),
-        resources={"hub_db": HubDatabase()},
-        definitions=defs,
-    )
-    with partition_loading_context(dynamic_partitions_store=instance):
-        data = defs.resolve_sensor_def(SENSOR).evaluate_tick(context)
-    for request in data.dynamic_partitions_requests or []:
-        instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
-    return data
+    return evaluate_sensor_tick(defs, instance, SENSOR)
 
 
 def _launch(defs: Any, instance: Any, data: Any, run_job: Any, slug: str) -> list[str]:
@@ -55,7 +42,7 @@ def _launch(defs: Any, instance: Any, data: Any, run_job: Any, slug: str) -> lis
     for request in data.run_requests or []:
         if request.partition_key != slug:
             continue
-        if instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: request.run_key}), limit=1):
+        if run_key_used(instance, request.run_key):
             continue
         run_job(
             defs,

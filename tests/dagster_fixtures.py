@@ -21,7 +21,6 @@ from dagster import (
     RunRequest,
     RunsFilter,
     build_schedule_context,
-    build_sensor_context,
     instance_for_test,
     partition_loading_context,
 )
@@ -32,8 +31,7 @@ from hub.embedded import resolve_database_url
 from hub.settings import Settings
 from orchestration.definitions import defs
 from orchestration.resources import HubDatabase
-
-RUN_KEY_TAG = "dagster/run_key"
+from orchestration.ticks import RUN_KEY_TAG, evaluate_sensor_tick, run_key_used
 
 
 @pytest.fixture(scope="session")
@@ -80,21 +78,8 @@ class Daemon:
     cursors: dict[str, str | None] = field(default_factory=dict)
 
     def tick(self, name: str) -> Tick:
-        sensor = defs.resolve_sensor_def(name)
-        context = build_sensor_context(
-            instance=self.instance,
-            instance_ref=self.instance.get_ref(),  # as the daemon: partitions load from it
-            cursor=self.cursors.get(name),
-            resources={"hub_db": HubDatabase()},
-            definitions=defs,
-        )
-        with partition_loading_context(dynamic_partitions_store=self.instance):
-            data = sensor.evaluate_tick(context)
+        data = evaluate_sensor_tick(defs, self.instance, name, self.cursors.get(name))
         self.cursors[name] = data.cursor
-        for request in data.dynamic_partitions_requests or []:
-            self.instance.add_dynamic_partitions(
-                request.partitions_def_name, request.partition_keys
-            )
         return Tick(list(data.run_requests or []), data.skip_message, data.cursor)
 
     def schedule_tick(self, name: str, when: datetime) -> Tick:
@@ -110,9 +95,7 @@ class Daemon:
         return Tick(list(data.run_requests or []), data.skip_message)
 
     def key_used(self, run_key: str | None) -> bool:
-        if not run_key:
-            return False
-        return bool(self.instance.get_runs(RunsFilter(tags={RUN_KEY_TAG: run_key}), limit=1))
+        return run_key_used(self.instance, run_key)
 
     def execute(self, job_name: str, request: RunRequest):
         """Run the request in-process (None when its run key already ran: de-duplicated)."""
