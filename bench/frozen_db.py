@@ -12,14 +12,11 @@ temporary directory (freezing the shared one would stall everything else on it).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +25,8 @@ import psycopg
 from bench.common import LOOPBACK, Figure, free_port, log, start_process, stop_process, wait_http
 from bench.loadgen import stripe_event, stripe_signature
 from bench.receiver import SECRET, _drop_metrics_dir, _gunicorn_env, front_argv
+from hub.embedded import private_postgres
+from hub.processes import child_pids
 
 CLIENTS = 8
 BEFORE_S = 3.0
@@ -37,41 +36,7 @@ FIRST_503_TARGET_S = 2.0
 
 
 def _tree(pid: int) -> list[int]:
-    found = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
-@contextlib.contextmanager
-def own_postgres():
-    from hub.embedded import ensure_embedded_postgres, stop_embedded_postgres
-    from hub.migrate import upgrade
-    from hub.settings import environment, load_settings
-
-    with (
-        tempfile.TemporaryDirectory(prefix="hubfz") as data_dir,
-        environment({"HUB_DATA_DIR": data_dir, "HUB_DATABASE_URL": None}),
-    ):
-        settings = load_settings()
-        pgdata = ensure_embedded_postgres(settings)
-        url = f"postgresql://postgres@/hub?host={pgdata}"
-        with environment({"HUB_DATABASE_URL": url}):
-            upgrade(load_settings())
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-        try:
-            yield url, pid, Path(data_dir)
-        finally:
-            for p in _tree(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGCONT)
-            stop_embedded_postgres(settings)
+    return [pid, *child_pids(pid)]
 
 
 def _load(url: str, stop: threading.Event, answers: list, index: int) -> None:
@@ -95,7 +60,7 @@ def _load(url: str, stop: threading.Event, answers: list, index: int) -> None:
 
 
 def run() -> list[Figure]:
-    with own_postgres() as (url, postmaster, data_dir):
+    with private_postgres("hubfz") as (url, postmaster, data_dir):
         port = free_port()
         env = _gunicorn_env(port) | {"HUB_DATABASE_URL": url, "HUB_DATA_DIR": str(data_dir)}
         proc = start_process(front_argv("granian", port), data_dir / "receiver.log", env)

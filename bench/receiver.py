@@ -35,6 +35,7 @@ from bench.common import (
     wait_http,
 )
 from bench.loadgen import stripe_event
+from hub.processes import child_pids
 
 CONCURRENCY = 8
 WARMUP_S = 2.0
@@ -59,19 +60,6 @@ def _ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _system_ticks() -> tuple[int, int]:
     """(busy, total) ticks of all CPUs since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -88,7 +76,7 @@ class CpuWindow:
     @classmethod
     def read(cls, master: int) -> CpuWindow:
         busy, total = _system_ticks()
-        pids = [master, *_children(master)]
+        pids = [master, *child_pids(master)]
         return cls(sum(_ticks(p) for p in pids), busy, total)
 
 
@@ -166,7 +154,7 @@ def _receiver(
     proc = start_process(front_argv(front, port), tmp / f"{front}.log", _gunicorn_env(port))
     try:
         wait_http(f"http://{LOOPBACK}:{port}/health", timeout=60, proc=proc)
-        workers = _children(proc.pid)
+        workers = child_pids(proc.pid)
         log(f"receiver: {front} pid {proc.pid} ({len(workers)} workers) on :{port}; load")
         before = CpuWindow.read(proc.pid)
         result = _loadgen("http", f"http://{LOOPBACK}:{port}/webhooks/stripe", ["--with-ids"])

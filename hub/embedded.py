@@ -349,3 +349,35 @@ def _external_redis_ok(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
     except Exception:
         return False
+
+
+@contextlib.contextmanager
+def private_postgres(prefix: str = "hubpg") -> Iterator[tuple[str, int, Path]]:
+    """A throwaway embedded PostgreSQL in a temporary folder, migrated to head, that the
+    caller may freeze (SIGSTOP) without touching anyone else's server: yields its URL, the
+    postmaster's pid and the folder; every process is continued and the server stopped
+    after."""
+    import tempfile
+
+    from hub.processes import child_pids
+    from hub.settings import environment, load_settings
+
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as data_dir,
+        environment({"HUB_DATA_DIR": data_dir, "HUB_DATABASE_URL": None}),
+    ):
+        settings = load_settings()
+        pgdata = ensure_embedded_postgres(settings)
+        url = f"postgresql://postgres@/hub?host={pgdata}"
+        with environment({"HUB_DATABASE_URL": url}):
+            from hub.migrate import upgrade
+
+            upgrade(load_settings())
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        try:
+            yield url, pid, Path(data_dir)
+        finally:
+            for p in [pid, *child_pids(pid)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGCONT)
+            stop_embedded_postgres(settings)

@@ -120,3 +120,17 @@ def wait_http(url: str, timeout: float = 60.0) -> bool:
             pass
         time.sleep(0.2)
     return False
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of ``pid`` (from /proc; empty where /proc is absent)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found

@@ -7,14 +7,11 @@ session's shared server is never stopped)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -22,8 +19,8 @@ import pytest
 from receiver_front import front_server
 from test_receiver_support import SECRETS, stripe_event, stripe_headers
 
-from hub.embedded import ensure_embedded_postgres, stop_embedded_postgres
-from hub.settings import environment, load_settings
+from hub.embedded import private_postgres
+from hub.processes import child_pids
 
 STRIPE = SECRETS["stripe_webhook_secret"]
 FREEZE_SECONDS = 3.0
@@ -31,39 +28,13 @@ FREEZE_SECONDS = 3.0
 
 def _tree(pid: int) -> list[int]:
     """``pid`` and its children (the postmaster and every backend)."""
-    found = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
+    return [pid, *child_pids(pid)]
 
 
 @pytest.fixture()
 def own_postgres():
-    with (
-        tempfile.TemporaryDirectory(prefix="hubpg") as data_dir,
-        environment({"HUB_DATA_DIR": data_dir, "HUB_DATABASE_URL": None}),
-    ):
-        settings = load_settings()
-        pgdata = ensure_embedded_postgres(settings)
-        url = f"postgresql://postgres@/hub?host={pgdata}"
-        with environment({"HUB_DATABASE_URL": url}):
-            from hub.migrate import upgrade
-
-            upgrade(load_settings())
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-        try:
-            yield url, pid
-        finally:
-            for p in _tree(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p, signal.SIGCONT)
-            stop_embedded_postgres(settings)
+    with private_postgres() as (url, pid, _folder):
+        yield url, pid
 
 
 def test_frozen_postgresql_answers_503_fast_and_loses_no_acknowledged_request(
