@@ -205,6 +205,24 @@ def run_demo(settings: Settings) -> None:
         actions = sorted({m.get("action") for m in again.values()})
         out.line(f"re-run: {', '.join(actions)} (nothing created twice)")
 
+        from orchestration.demo_contracts import run_step as contracts_step
+
+        with engine.connect() as conn:
+            published = conn.execute(
+                select(
+                    event_channels.c.platform,
+                    event_channels.c.platform_event_id,
+                    event_channels.c.url,
+                ).where(event_channels.c.event_id == event.id)
+            ).all()
+        contracts_step(
+            out,
+            engine,
+            {p: i for p, i, _ in published},
+            {p: u for p, _, u in published},
+            lambda name: _sandbox_url(settings, name),
+        )
+
         out.step("People register on each platform (sandbox simulation)")
         with engine.connect() as conn:
             ids = dict(
