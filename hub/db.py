@@ -77,6 +77,11 @@ events = Table(
     CheckConstraint("total_capacity >= 0", name="ck_events_capacity"),
     CheckConstraint("price_minor >= 0", name="ck_events_price"),
     CheckConstraint("status in ('draft','scheduled','cancelled')", name="ck_events_status"),
+    # 0006: the landing page's look, what a platform seat sold into a full room becomes,
+    # and whether a native registration waits for a person's yes.
+    Column("native_theme", Text, nullable=False, server_default="community"),
+    Column("overbooking_policy", Text, nullable=False, server_default="keep"),
+    Column("approval_required", Boolean, nullable=False, server_default=text("false")),
     schema="app",
 )
 
@@ -145,6 +150,12 @@ registrations = Table(
     Column("raw", JSONB),
     _ts("created_at", default=True),
     _ts("updated_at", default=True),
+    # 0006: the KVKK consent the person gave (text and time), the landing page's ?ref=,
+    # and the native order that made the registration.
+    Column("consent_text", Text),
+    _ts("consent_at", nullable=True),
+    Column("ref_code", Text),
+    Column("order_no", Text),
     UniqueConstraint("platform", "platform_registration_id", name="uq_registrations_platform_id"),
     CheckConstraint(
         "status in ('pending','approved','waitlist','declined','cancelled','attended','no_show')",
@@ -256,12 +267,104 @@ outbox = Table(
     Column("result", JSONB),
     _ts("created_at", default=True),
     _ts("delivered_at", nullable=True),
+    Column("event_id", UUID(as_uuid=True)),  # 0006: the outbox per event; NOTIFY hub_outbox
     CheckConstraint(
         "status in ('pending','in_flight','delivered','failed','dead')", name="ck_outbox_status"
     ),
     schema="app",
 )
 Index("ix_outbox_due", outbox.c.status, outbox.c.next_attempt_at)
+Index("ix_outbox_event", outbox.c.event_id, outbox.c.status)
+
+# 0006: the seat ledger (PostgreSQL's truth behind the Redis gate, hub.capacity). One row
+# per decision key: a checkout's idempotency key, or "<platform>:<registration id>".
+seat_holds = Table(
+    "seat_holds",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column(
+        "event_id",
+        UUID(as_uuid=True),
+        ForeignKey("app.events.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("hold_key", Text, nullable=False),
+    Column("channel", Text, nullable=False),  # native | meetup | eventbrite | luma
+    Column("pool", Text, nullable=False),  # quota | shared | none (overbooked)
+    Column("seats", Integer, nullable=False, server_default="1"),
+    Column("status", Text, nullable=False),  # held | confirmed | released | expired | overbooked
+    _ts("expires_at", nullable=True),
+    Column("registration_id", BigInteger, ForeignKey("app.registrations.id", ondelete="SET NULL")),
+    Column("order_no", Text),
+    Column("reason", Text),
+    _ts("created_at", default=True),
+    _ts("updated_at", default=True),
+    UniqueConstraint("event_id", "hold_key", name="uq_seat_holds_key"),
+    CheckConstraint(
+        "channel in ('native','meetup','eventbrite','luma')", name="ck_seat_holds_channel"
+    ),
+    CheckConstraint("pool in ('quota','shared','none')", name="ck_seat_holds_pool"),
+    CheckConstraint("seats > 0", name="ck_seat_holds_seats"),
+    CheckConstraint(
+        "status in ('held','confirmed','released','expired','overbooked')",
+        name="ck_seat_holds_status",
+    ),
+    CheckConstraint("status <> 'held' or expires_at is not null", name="ck_seat_holds_expiry"),
+    CheckConstraint("channel = 'native' or pool <> 'quota'", name="ck_seat_holds_quota"),
+    schema="app",
+)
+Index("ix_seat_holds_event_status", seat_holds.c.event_id, seat_holds.c.status)
+Index(
+    "ix_seat_holds_expiring",
+    seat_holds.c.expires_at,
+    postgresql_where=seat_holds.c.status == "held",
+)
+
+# 0006: a native checkout (hub.checkout): the order number is the public, unguessable
+# handle of /orders/<order_no>.
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_no", Text, primary_key=True),
+    Column(
+        "event_id",
+        UUID(as_uuid=True),
+        ForeignKey("app.events.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("hold_id", BigInteger, ForeignKey("app.seat_holds.id", ondelete="SET NULL")),
+    Column("registration_id", BigInteger, ForeignKey("app.registrations.id", ondelete="SET NULL")),
+    Column("full_name", Text),
+    Column("email", Text),
+    Column("email_normalized", Text),
+    Column("phone_e164", Text),
+    Column("locale", Text),
+    Column("consent_text", Text),
+    _ts("consent_at", nullable=True),
+    Column("ref_code", Text),
+    Column("amount_minor", BigInteger, nullable=False, server_default="0"),
+    Column("currency", Text, nullable=False),
+    Column("stripe_session_id", Text, unique=True),
+    Column("stripe_session_url", Text),
+    Column("stripe_payment_intent", Text),
+    Column("stripe_refund_id", Text),
+    _ts("hold_expires_at", nullable=True),
+    Column("timeline", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    _ts("created_at", default=True),
+    _ts("updated_at", default=True),
+    UniqueConstraint("idempotency_key", name="uq_orders_idempotency_key"),
+    CheckConstraint(
+        "status in ('held','awaiting_payment','paid','confirmed','expired','failed',"
+        "'refunded','cancelled')",
+        name="ck_orders_status",
+    ),
+    schema="app",
+)
+Index("ix_orders_event", orders.c.event_id, orders.c.status)
+Index("ix_orders_email", orders.c.email_normalized)
 
 audit_log = Table(
     "audit_log",

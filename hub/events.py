@@ -78,6 +78,9 @@ def _row_values(spec: EventSpec) -> dict[str, Any]:
         "total_capacity": spec.total_capacity,
         "price_minor": spec.price_minor,
         "currency": spec.currency,
+        "native_theme": spec.theme,
+        "overbooking_policy": spec.overbooking,
+        "approval_required": spec.approval_required,
     }
 
 
@@ -158,6 +161,9 @@ def update_event(
         },
         "price": _major(current.price_minor, current.currency),
         "channels": current.allocations,
+        "theme": current.native_theme,
+        "overbooking": current.overbooking_policy,
+        "approval_required": current.approval_required,
     } | changes
     spec = parse_spec(merged)
     new_values = _row_values(spec)

@@ -11,7 +11,7 @@ import unicodedata
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -116,6 +116,14 @@ class EventSpec(BaseModel):
     channels: dict[Platform, int | None] = Field(
         default_factory=lambda: {p: None for p in (Platform.NATIVE, *SYNDICATED_PLATFORMS)}
     )
+    # The native landing page's look: "community" (in the spirit of Meetup's group pages)
+    # or "clean" (in the spirit of Luma's).
+    theme: Literal["community", "clean"] = "community"
+    # A platform registration that arrives when the room is already full: "keep" it
+    # (recorded as overbooked) or move it to the waitlist status.
+    overbooking: Literal["keep", "waitlist"] = "keep"
+    # Native registrations wait for a person's yes (status pending) instead of approved.
+    approval_required: bool = False
 
     @field_validator("venue", mode="before")
     @classmethod
@@ -207,6 +215,14 @@ class Event(BaseModel):
     status: str
     version: int
     allocations: dict[str, int | None] = Field(default_factory=dict)
+    native_theme: str = "community"
+    overbooking_policy: str = "keep"
+    approval_required: bool = False
+
+    @property
+    def native_quota(self) -> int:
+        """Seats reserved for the hub's own pages (the native allocation; 0 if none)."""
+        return self.allocations.get("native") or 0
 
     @property
     def is_free(self) -> bool:

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:5000", description="where platforms reach the receiver"
     )
 
+    # Stripe's secret API key (sk_...); the vault entry "stripe" may hold it instead.
+    stripe_secret_key: SecretStr | None = None
     # Webhook and inbound-mail secrets (the vault may hold them instead).
     stripe_webhook_secret: SecretStr | None = None
     mailgun_signing_key: SecretStr | None = None
