@@ -310,7 +310,6 @@ seat_holds = Table(
         name="ck_seat_holds_status",
     ),
     CheckConstraint("status <> 'held' or expires_at is not null", name="ck_seat_holds_expiry"),
-    CheckConstraint("channel = 'native' or pool <> 'quota'", name="ck_seat_holds_quota"),
     schema="app",
 )
 Index("ix_seat_holds_event_status", seat_holds.c.event_id, seat_holds.c.status)

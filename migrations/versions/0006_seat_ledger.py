@@ -111,7 +111,6 @@ def upgrade() -> None:
             "status <> 'held' or expires_at is not null",
             name="ck_seat_holds_expiry",
         ),
-        sa.CheckConstraint("channel = 'native' or pool <> 'quota'", name="ck_seat_holds_quota"),
         schema="app",
     )
     op.create_index(
