@@ -13,6 +13,8 @@ DOMAINS = (
     "orchestration.analytics.definitions",
     "orchestration.syndication.definitions",
     "orchestration.ingest.definitions",
+    "orchestration.capacity.definitions",
+    "orchestration.outbox.definitions",
 )
 
 
