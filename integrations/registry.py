@@ -11,6 +11,7 @@ SANDBOXES: dict[str, str] = {
     "meetup": "integrations.sandbox.meetup",
     "eventbrite": "integrations.sandbox.eventbrite",
     "luma": "integrations.sandbox.luma",
+    "stripe": "integrations.sandbox.stripe",
 }
 
 
