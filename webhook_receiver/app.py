@@ -1,7 +1,8 @@
 """The receiver's Flask app factory.
 
 ``create_app()`` serves the webhook and inbound-mail endpoints (webhook_receiver.routes),
-``GET /health`` and ``GET /metrics``. Under gunicorn:
+the native landing pages and checkout (webhook_receiver.pages), ``GET /health`` and
+``GET /metrics``. Under gunicorn:
 ``gunicorn -c webhook_receiver/gunicorn_conf.py "webhook_receiver.app:create_app()"``.
 """
 
@@ -27,6 +28,7 @@ from webhook_receiver.core import (
     reject,
 )
 from webhook_receiver.logs import access_logger, safe_path
+from webhook_receiver.pages import pages
 from webhook_receiver.routes import bp, refuse_unrouted
 
 HEALTH_TIMEOUT_SECONDS = 2
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["HUB_SETTINGS"] = settings
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.register_blueprint(bp)
+    app.register_blueprint(pages)  # /e/<slug>, /checkout, /orders: outside /webhooks
     log = access_logger()
 
     @app.get("/health")
