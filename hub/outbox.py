@@ -5,6 +5,10 @@ A row is one action with a stable idempotency key. Rows that must coalesce (the 
 mirror: a burst of 100 native seats is a few platform updates, not 100) share one key per
 target and carry no value: the relay reads the current truth when it delivers, so what it
 sends is always absolute and a row made due again while in flight is simply sent again.
+A row waiting out a retry's back-off keeps its wait when enqueued again (a failing
+platform is not called once per seat); a row in flight keeps its lease, and the relay
+holding it makes it due the moment its delivery ends, so one target never has two
+deliveries racing (an older value landing last). The relay is ``hub.outbox_relay``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ _ENQUEUE_SQL = text(
            attempts = case when app.outbox.status in ('delivered', 'dead', 'failed')
                            then 0 else app.outbox.attempts end,
            next_attempt_at = case when app.outbox.status = 'pending'
+                                   and app.outbox.last_error is not null
+                                  then app.outbox.next_attempt_at  -- keep a retry's back-off
+                                  when app.outbox.status = 'pending'
                                   then least(app.outbox.next_attempt_at, now())
+                                  -- in flight: the holder sends it again when done (or
+                                  -- anyone after its lease): never two pushes at once
+                                  when app.outbox.status = 'in_flight'
+                                  then app.outbox.next_attempt_at
                                   else now() end,
            last_error = case when app.outbox.status = 'pending'
                              then app.outbox.last_error else null end

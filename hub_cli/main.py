@@ -114,6 +114,21 @@ def _dagster_env(settings: Settings) -> dict[str, str]:
     return {"DAGSTER_HOME": str(home)}
 
 
+def _serve_outbox(settings: Settings) -> None:
+    """The outbox relay in the foreground until SIGINT/SIGTERM (hub.outbox_relay)."""
+    import logging
+    import signal
+    import threading
+
+    from hub.outbox_relay import run_relay
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    run_relay(settings, stop)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings()
     from hub.embedded import resolve_database_url, resolve_redis_url
@@ -122,6 +137,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     resolve_database_url(settings)
     resolve_redis_url(settings)
     upgrade(settings)
+    if args.target == "outbox":
+        _serve_outbox(settings)
+        return
     if args.target == "receiver":
         port = args.port or 5000
         # granian behind the buffering front (webhook_receiver/serve.py, front.py)
@@ -411,8 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status"])
     p.set_defaults(func=cmd_services)
 
-    p = sub.add_parser("serve", help="run the receiver or Dagster in the foreground")
-    p.add_argument("target", choices=["receiver", "dagster"])
+    p = sub.add_parser(
+        "serve", help="run the receiver, Dagster or the outbox relay in the foreground"
+    )
+    p.add_argument("target", choices=["receiver", "dagster", "outbox"])
     p.add_argument("--port", type=int)
     p.add_argument("--host", default="127.0.0.1")
     p.set_defaults(func=cmd_serve)

@@ -2,8 +2,8 @@
 
 Embedded (or external) PostgreSQL and Redis, migrations, the sandboxes (sandbox mode),
 their credentials in the vault, the platforms' webhooks pointed at the receiver, the
-receiver behind its HTTP front (granian + webhook_receiver.front, :5000) and Dagster's UI
-and daemon (:3000).
+receiver behind its HTTP front (granian + webhook_receiver.front, :5000), the outbox relay
+(``hub serve outbox``) and Dagster's UI and daemon (:3000).
 """
 
 from __future__ import annotations
@@ -113,6 +113,32 @@ def start_receiver(settings: Settings, port: int = RECEIVER_PORT) -> str:
     return f"receiver          http://127.0.0.1:{port} (health, webhooks, metrics)"
 
 
+def start_outbox_relay(settings: Settings, timeout: float = 60.0) -> str:
+    """``hub serve outbox`` in the background; ready once it LISTENs on hub_outbox."""
+    import time
+
+    if processes.status(settings, "outbox").running:
+        return "outbox relay      already running (LISTEN hub_outbox)"
+    log = processes.log_path(settings, "outbox")
+    offset = log.stat().st_size if log.exists() else 0  # the log is appended to
+    proc = processes.start(
+        settings,
+        "outbox",
+        [sys.executable, "-m", "hub_cli.main", "serve", "outbox"],
+        cwd=PROJECT_ROOT,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.log.exists() and b"listening on hub_outbox" in proc.log.read_bytes()[offset:]:
+            break
+        if not processes.status(settings, "outbox").running:
+            raise RuntimeError(f"outbox relay exited; see {proc.log}")
+        time.sleep(0.2)
+    else:
+        raise RuntimeError(f"outbox relay did not start; see {proc.log}")
+    return "outbox relay      LISTEN hub_outbox (capacity mirror to the platforms)"
+
+
 def start_dagster(settings: Settings, port: int = DAGSTER_PORT) -> str:
     from orchestration.instance import prepare_dagster_home
 
@@ -148,6 +174,7 @@ def stack_up(settings: Settings) -> list[str]:
         hooks = register_webhooks(settings)
         lines.append(f"webhooks          registered {hooks}")
     lines.append(start_receiver(settings))
+    lines.append(start_outbox_relay(settings))
     lines.append(start_dagster(settings))
     return lines
 
@@ -155,7 +182,12 @@ def stack_up(settings: Settings) -> list[str]:
 def stack_down(settings: Settings) -> list[str]:
     from integrations.sandbox import run
 
-    names = ["dagster", "receiver", *(run.process_name(n) for n in sorted(run.SANDBOXES))]
+    names = [
+        "dagster",
+        "outbox",
+        "receiver",
+        *(run.process_name(n) for n in sorted(run.SANDBOXES)),
+    ]
     lines = [f"stopped {name}" for name in names if processes.stop(settings, name)]
     stopped = embedded.services_down(settings)
     lines += [f"stopped {name} (embedded)" for name in stopped]
