@@ -627,7 +627,7 @@ def create_app(
     def control_resend(event_id: str) -> Response:
         def run() -> dict[str, Any]:
             event = sandbox.get_event(event_id)
-            return {"queued": sender.dispatch(event), "event_id": event_id}
+            return {"queued": sender.dispatch([event]) == 1, "event_id": event_id}
 
         return _control(run)
 

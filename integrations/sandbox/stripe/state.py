@@ -159,12 +159,13 @@ def format_amount(amount: int, currency: str) -> str:
 
 
 class StripeSandbox:
-    """One Stripe test-mode account. ``emit(event)`` is set by the app (webhooks)."""
+    """One Stripe test-mode account. ``emit(events)`` (the events of one change) is set
+    by the app (webhooks)."""
 
     def __init__(self, store: SandboxStore) -> None:
         self.store = store
         self.lock = threading.RLock()
-        self.emit: Callable[[dict[str, Any]], None] = lambda event: None
+        self.emit: Callable[[list[dict[str, Any]]], Any] = lambda events: None
         self.pending_webhooks: Callable[[], int] = lambda: 0
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
@@ -189,8 +190,8 @@ class StripeSandbox:
         return event
 
     def _publish(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            self.emit(event)
+        if events:
+            self.emit(events)
 
     def list_events(
         self, *, limit: int = 10, starting_after: str | None = None, types: list[str] | None = None

@@ -72,20 +72,25 @@ class StripeWebhookSender(WebhookSender):
         self.attempt_log: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()
 
-    def dispatch(self, event: dict[str, Any]) -> bool:
-        """Queue one event for the endpoint; False when none is set or it is not wanted."""
+    def dispatch(self, events: list[dict[str, Any]]) -> int:
+        """Queue the events of one change as one batch (the out-of-order fault reverses
+        it); returns how many were queued (none without an endpoint, or unwanted)."""
         endpoint = self.endpoint
-        if not endpoint.url or not endpoint.wants(event["type"]):
-            return False
-        body = json.dumps(event, indent=2).encode("utf-8")
+        if not endpoint.url:
+            return 0
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "User-Agent": USER_AGENT,
             "Cache-Control": "no-cache",
             "Accept": "*/*; q=0.5, application/xml",
         }
-        self.send([WebhookDelivery(endpoint.url, body, headers)])
-        return True
+        batch = [
+            WebhookDelivery(endpoint.url, json.dumps(event, indent=2).encode("utf-8"), headers)
+            for event in events
+            if endpoint.wants(event["type"])
+        ]
+        self.send(batch)
+        return len(batch)
 
     def _deliver(self, client: httpx.Client, item: WebhookDelivery) -> int:
         endpoint = self.endpoint
