@@ -6,9 +6,8 @@ mirror: a burst of 100 native seats is a few platform updates, not 100) share on
 target and carry no value: the relay reads the current truth when it delivers, so what it
 sends is always absolute and a row made due again while in flight is simply sent again.
 A row waiting out a retry's back-off keeps its wait when enqueued again (a failing
-platform is not called once per seat); a row in flight keeps its lease, and the relay
-holding it makes it due the moment its delivery ends, so one target never has two
-deliveries racing (an older value landing last). The relay is ``hub.outbox_relay``.
+platform is not called once per seat); a row a relay holds keeps its lease (below).
+The relay is ``hub.outbox_relay``.
 """
 
 from __future__ import annotations
@@ -22,24 +21,29 @@ from sqlalchemy.engine import Connection
 
 CAPACITY_MIRROR = "capacity.mirror"
 
+# A row a relay holds carries its claim stamp (payload._claim): in flight, or made pending
+# again during the flight. Such a row keeps the stamp and its lease as due time: the
+# holder sends it again the moment its delivery ends (anyone may after the lease), so one
+# target never has two deliveries racing (an older value landing last).
 _ENQUEUE_SQL = text(
     """
     insert into app.outbox (kind, idempotency_key, payload, event_id, status, next_attempt_at)
     values (:kind, :key, cast(:payload as jsonb), :event_id, 'pending', now())
     on conflict (idempotency_key) do update
-       set payload = excluded.payload,
+       set payload = case when app.outbox.payload ? '_claim'
+                          then excluded.payload
+                               || jsonb_build_object('_claim', app.outbox.payload -> '_claim')
+                          else excluded.payload end,
            status = 'pending',
            attempts = case when app.outbox.status in ('delivered', 'dead', 'failed')
                            then 0 else app.outbox.attempts end,
-           next_attempt_at = case when app.outbox.status = 'pending'
+           next_attempt_at = case when app.outbox.payload ? '_claim'
+                                  then app.outbox.next_attempt_at  -- held: the lease
+                                  when app.outbox.status = 'pending'
                                    and app.outbox.last_error is not null
-                                  then app.outbox.next_attempt_at  -- keep a retry's back-off
+                                  then app.outbox.next_attempt_at  -- a retry's back-off
                                   when app.outbox.status = 'pending'
                                   then least(app.outbox.next_attempt_at, now())
-                                  -- in flight: the holder sends it again when done (or
-                                  -- anyone after its lease): never two pushes at once
-                                  when app.outbox.status = 'in_flight'
-                                  then app.outbox.next_attempt_at
                                   else now() end,
            last_error = case when app.outbox.status = 'pending'
                              then app.outbox.last_error else null end

@@ -8,13 +8,13 @@ retry whose back-off ends, a lease that runs out).
 Claiming: due rows are taken with ``FOR UPDATE SKIP LOCKED`` in a short transaction and
 set ``in_flight``; their ``next_attempt_at`` becomes the lease's end, so a relay killed
 mid-delivery leaves rows that any relay reclaims once the lease is over. Each claim
-stamps the payload with a fresh token (``payload._claim``). ``hub.outbox.enqueue``
-replaces the payload, so a row made pending again while in flight (coalescing: the seat
-count changed during the platform call) loses the stamp; the relay then does not mark it
-delivered and it is sent again with the newer truth. A reclaim by another relay replaces
-the stamp too, so a slow relay never overwrites the state of a row it no longer owns. An
-enqueue during the flight keeps the lease as the due time and the holder makes the row
-due when it finishes, so two deliveries of one target never race.
+stamps the payload with a fresh token (``payload._claim``). ``hub.outbox.enqueue`` on a
+held row (coalescing: the seat count changed during the platform call) makes it pending
+but keeps the stamp and the lease as its due time; the holder, seeing ``pending`` with
+its stamp when it finishes, does not mark it delivered but makes it due at once, so it is
+sent again with the newer truth and two deliveries of one target never race. A reclaim
+by another relay replaces the stamp, so a slow relay never overwrites the state of a row
+it no longer owns (its report is ``lost``).
 
 Failures: retryable errors (5xx, timeouts, 429 with its Retry-After) go back to pending
 with exponential back-off and jitter; after ``max_attempts`` tries, or at once for an
@@ -167,14 +167,14 @@ _DELIVERED_SQL = text(
     """
 )
 
-# Made pending again while in flight (enqueue kept our lease as its due time): due now, so
-# it is sent again with the newer truth; record what this delivery pushed, count afresh.
+# Made pending again while in flight (the enqueue kept our stamp and lease): due now, so it
+# is sent again with the newer truth; record what this delivery pushed, count afresh.
 _REPENDED_SQL = text(
     """
     update app.outbox
        set result = cast(:result as jsonb), attempts = 0, last_error = null,
-           next_attempt_at = now()
-     where id = :id and status = 'pending' and not (payload ? '_claim')
+           next_attempt_at = now(), payload = payload - '_claim'
+     where id = :id and status = 'pending' and payload ->> '_claim' = :token
     """
 )
 
@@ -198,8 +198,9 @@ _FAILED_REPENDED_SQL = text(
        set status = case when :dead then 'dead' else 'pending' end,
            next_attempt_at = case when :dead then now()
                                   else now() + make_interval(secs => :delay) end,
-           last_error = :error
-     where id = :id and status = 'pending' and not (payload ? '_claim')
+           last_error = :error,
+           payload = payload - '_claim'
+     where id = :id and status = 'pending' and payload ->> '_claim' = :token
     """
 )
 
@@ -426,22 +427,22 @@ class _Listener(threading.Thread):
         super().__init__(name="outbox-listener", daemon=True)
         self._conninfo = conninfo
         self._wake = wake
-        self._stop = stop
+        self._halt = stop
         self.ready = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.ready.set()
                     self._wake()  # rows that became due while we were not listening
-                    while not self._stop.is_set():
+                    while not self._halt.is_set():
                         for _ in conn.notifies(timeout=0.5, stop_after=64):
                             self._wake()
             except psycopg.Error as exc:
                 log.warning("outbox listener: %s; reconnecting", type(exc).__name__)
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)
 
 
 class Relay:
