@@ -259,6 +259,19 @@ def upsert_registrations(
     counts.unchanged += len(known) - len(unique)  # superseded duplicates within the call
     for start in range(0, len(unique), CHUNK_SIZE):
         counts += _upsert_chunk(conn, unique[start : start + CHUNK_SIZE], event_ids, actor, reason)
+    if counts.inserted or counts.updated:
+        # the seat ledger follows the platforms' registrations (same transaction)
+        from hub.capacity import account_platform_seats
+
+        account_platform_seats(
+            conn,
+            {
+                event_ids[(r.platform.value, r.platform_event_id)]
+                for r in unique
+                if r.platform != Platform.NATIVE
+            },
+            actor=actor,
+        )
     return counts
 
 
