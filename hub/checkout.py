@@ -895,7 +895,11 @@ def expire_order(
         if row is None:
             return None
         if row["status"] in ("held", "awaiting_payment"):
-            tx.release(row["event_id"], hold_key_of(order_no), status="expired", reason=reason)
+            # past its expiry the hold is 'expired'; a session Stripe ended early frees
+            # the seat now ('released'), it would otherwise stay held until the expiry
+            ends = row["hold_expires_at"]
+            status = "expired" if ends is not None and ends <= datetime.now(UTC) else "released"
+            tx.release(row["event_id"], hold_key_of(order_no), status=status, reason=reason)
             _update(tx.conn, order_no, [_entry("expired", reason=reason)], status="expired")
         session_id = row["stripe_session_id"]
         view = get_order(tx.conn, order_no)
@@ -930,32 +934,45 @@ def apply_session(
         return get_order(tx.conn, order_no)
 
 
-def expire_orders_of_holds(
-    order_nos: list[str], *, ledger: Ledger, payments: Callable[[], Payments] | None
-) -> int:
-    """The hold-expiry hook: the ledger expired these orders' holds; end the orders and
-    their Stripe sessions (the hold ended first). Returns how many orders changed."""
-    changed = 0
-    for order_no in order_nos:
-        if not ORDER_NO_PATTERN.match(order_no or ""):
-            continue
-        view = expire_order(order_no, ledger=ledger, payments=payments, reason="hold_expired")
-        changed += view is not None
-    return changed
+_PAYMENTS: list[Callable[[], Payments]] = []
 
 
-def due_for_expiry(conn: Connection, *, limit: int = 500) -> list[str]:
-    """Orders whose hold ended but which are still open (a safety net for the hook)."""
-    return list(
-        conn.scalars(
-            text(
-                """
-                select order_no from app.orders
-                 where status in ('held', 'awaiting_payment')
-                   and hold_expires_at <= now() - interval '5 seconds'
-                 order by hold_expires_at limit :limit
-                """
-            ),
-            {"limit": limit},
-        )
-    )
+def configure_payments(factory: Callable[[], Payments]) -> None:
+    """The Stripe client the hold-expiry hook uses to expire sessions (the receiver, the
+    ingest handler and the capacity job call this; hub imports no adapter)."""
+    _PAYMENTS[:] = [factory]
+
+
+def on_hold_expired(conn: Connection, hold: Any) -> None:
+    """hub.capacity's expiry hook (``release_expired_holds``), in the transaction that
+    expired the hold: the order is expired with a timeline entry, and its Stripe session
+    is expired through the API when a client is configured (best effort: the session
+    expires at the same moment by itself, since its expires_at is the hold's). A payment
+    that won the race arrives as ``checkout.session.completed`` and takes the late
+    payment path (a free seat, else a refund)."""
+    order_no = getattr(hold, "order_no", None)
+    if getattr(hold, "channel", "native") != "native" or not order_no:
+        return
+    row = _lock_order(conn, order_no)
+    if row is None or row["status"] not in ("held", "awaiting_payment"):
+        return
+    _update(conn, order_no, [_entry("expired", reason="hold_expired")], status="expired")
+    if row["stripe_session_id"] and _PAYMENTS:
+        try:
+            session = _PAYMENTS[0]().expire_session(row["stripe_session_id"])
+        except Exception as exc:  # Stripe down: the session ends by itself at its expiry
+            _update(conn, order_no, [_entry("session_expiry_failed", error=type(exc).__name__)])
+            return
+        if session.status == "complete":
+            _update(conn, order_no, [_entry("paid_after_expiry", session_id=session.id)])
+
+
+def _register_hook() -> None:
+    try:
+        from hub.capacity import register_expiry_hook
+    except ImportError:  # pragma: no cover - the ledger module is part of the hub
+        return
+    register_expiry_hook(on_hold_expired)
+
+
+_register_hook()

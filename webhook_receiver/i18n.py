@@ -147,6 +147,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ev_refunded": "Ödeme iade edildi",
         "ev_refund_failed": "İade denemesi başarısız; tekrar denenecek",
         "ev_failed": "Ödeme sayfası açılamadı",
+        "ev_session_expiry_failed": "Ödeme oturumu kapatılamadı; kendiliğinden kapanacak",
+        "ev_paid_after_expiry": "Ödeme, süre dolarken tamamlandı",
+        "ev_amount_mismatch": "Ödenen tutar sipariş tutarıyla uyuşmuyor; inceleniyor",
         "confirmed_title": "Kaydınız tamam",
         "late_refund": (
             "Ödemeniz süre dolduktan sonra geldi ve yer kalmamıştı; ödemeniz iade edildi."
@@ -216,6 +219,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "ev_refunded": "Payment refunded",
         "ev_refund_failed": "Refund attempt failed; it will be retried",
         "ev_failed": "The payment page could not be opened",
+        "ev_session_expiry_failed": "The payment session could not be closed; it ends by itself",
+        "ev_paid_after_expiry": "The payment completed as the hold expired",
+        "ev_amount_mismatch": "The amount paid differs from the order; under review",
         "confirmed_title": "You are registered",
         "late_refund": (
             "Your payment arrived after your hold expired and no seat was left; "

@@ -106,6 +106,18 @@ def _payments_factory() -> Any:
     return build
 
 
+@pages.record_once
+def _configure(state: Any) -> None:
+    """The hold-expiry hook of hub.checkout expires Stripe sessions with this app's client."""
+    app = state.app
+
+    def build() -> Any:
+        with app.app_context():
+            return _payments_factory()()
+
+    hub_checkout.configure_payments(build)
+
+
 def _ledger_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [
         redis_lib.RedisError,
@@ -479,16 +491,16 @@ def _mark_raw(
 
 def _rate_limited() -> int | None:
     """Seconds to wait when this client is over its attempts in the current window
-    (fixed window in Redis: INCR + EXPIRE in one round trip), else None."""
+    (fixed window in Redis: SET NX EX + INCR in one round trip), else None."""
     limit, window = current_app.config.get("CHECKOUT_RATE_LIMIT") or rate_limit_config()
     now = time.time()
     start = int(now // window) * window
     client = request.remote_addr or "unknown"
     key = f"{settings().redis_namespace}:checkout:rate:{sha256_hex(client)[:24]}:{start}"
     pipe = redis_client().pipeline(transaction=False)
+    pipe.set(key, 0, ex=window + 1, nx=True)  # the window's counter, with its expiry
     pipe.incr(key)
-    pipe.expire(key, window + 1, nx=True)
-    count, _ = pipe.execute()
+    _, count = pipe.execute()
     if int(count) > limit:
         return max(int(start + window - now) + 1, 1)
     return None
@@ -561,10 +573,10 @@ def checkout() -> Response:
         response, note = _checkout(body, as_json, lang, header_key)
     except _Refusal as refusal:
         g.outcome = refusal.flag
-        _mark_raw(STATUS_FLAGGED, refusal.flag, refusal.note)
+        _mark_raw(STATUS_FLAGGED, refusal.flag, refusal.note, g.get("checkout_key"))
         return refusal.response
     g.outcome = "accepted"
-    _mark_raw("processed", None, note)
+    _mark_raw("processed", None, note, g.get("checkout_key"))
     return response
 
 
@@ -618,6 +630,7 @@ def _checkout(body: Body, as_json: bool, lang: str, header_key: str | None) -> t
     if fields.get("lang"):
         lang = _language(fields.get("lang"))
     key = header_key or fields.get("idempotency_key") or None
+    g.checkout_key = key
     event = _event_by_id(fields["event_id"]) if fields.get("event_id") else None
     if event is None and fields.get("event"):
         event = _event_by_slug(fields["event"])
