@@ -637,3 +637,54 @@ def test_emulator_does_not_import_the_client() -> None:
         text = path.read_text()
         assert "stripe_checkout" not in text and "import hub." not in text, path
     assert json.loads((root.parents[2] / "contracts" / "stripe-fixtures3.json").read_text())
+
+
+def test_events_reach_the_hubs_receiver(tmp_path: Path, hub_settings, clean_db) -> None:
+    """Emulator -> the real receiver (webhook_receiver, real PostgreSQL): every event
+    verifies; the duplicate switch's second copies are answered 'duplicate'."""
+    from pydantic import SecretStr
+    from sqlalchemy import text
+
+    from webhook_receiver.app import create_app as receiver_app
+
+    settings = hub_settings.model_copy(update={"stripe_webhook_secret": SecretStr(SECRET)})
+    front = serve_in_thread(receiver_app(settings))
+    app = create_app(webhook_url=f"{front.url}/webhooks/stripe", webhook_backoff_seconds=0.05)
+    server = serve_in_thread(app)
+    try:
+        control(server, "/webhook", {"duplicate": True})
+        client = stripe.StripeClient(STRIPE_SECRET_KEY, base_addresses={"api": server.url})
+        session = client.v1.checkout.sessions.create(params=session_params())
+        control(server, f"/sessions/{session.id}/complete")
+        log = httpx.get(f"{server.url}/_sandbox/deliveries", params={"wait": 10}).json()
+        assert [d["status"] for d in log["deliveries"]] == [200] * 6
+        with clean_db.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "select event_type, dedupe_key, verified from raw.webhook_events "
+                    "where source = 'stripe' order by id"
+                )
+            ).all()
+        assert sorted(r.event_type for r in rows) == [
+            "charge.succeeded",
+            "checkout.session.completed",
+            "payment_intent.succeeded",
+        ]
+        assert all(r.verified and r.dedupe_key.startswith("evt_") for r in rows)
+    finally:
+        server.stop()
+        front.stop()
+
+
+def test_time_expires_open_sessions(emulator: ServerHandle, client, receiver) -> None:
+    """The emulator's own clock: an open session whose expires_at passed is expired by the
+    background sweep (no request needed) and checkout.session.expired is sent."""
+    session = client.v1.checkout.sessions.create(params=session_params())
+    store = emulator.app.extensions["sandbox"].store
+    doc = store.get("checkout.session", session.id)
+    doc["expires_at"] = int(time.time()) - 1  # white box: as if 30 minutes went by
+    store.update("checkout.session", session.id, doc)
+    event = receiver.wait_for(1, timeout=5)[0]
+    assert event["type"] == "checkout.session.expired"
+    assert event["data"]["object"]["id"] == session.id
+    assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"

@@ -41,6 +41,8 @@ def pay_page(session: dict[str, Any], items: list[dict[str, Any]], error: str | 
     amount = format_amount(session["amount_total"] or 0, session["currency"] or "usd")
     email = session.get("customer_email") or ""
     alert = f'<p id="payment-error" class="error" role="alert">{escape(error)}</p>' if error else ""
+    cancel = session.get("cancel_url")
+    back = f'<p><a id="cancel" href="{escape(cancel)}">Back</a></p>' if cancel else ""
     body = f"""
 <h1>{escape(name)}</h1>
 <p class="amount" id="amount">{escape(amount)}</p>
@@ -57,6 +59,7 @@ def pay_page(session: dict[str, Any], items: list[dict[str, Any]], error: str | 
     <button type="submit" id="decline" name="action" value="decline">Decline</button>
   </div>
 </form>
+{back}
 """
     return _page(f"Pay {name}", body)
 
