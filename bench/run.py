@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "slow-clients": ("bench.slow_clients", ("receiver-slow-clients",)),
     "frozen-db": ("bench.frozen_db", ("receiver-frozen-db",)),
     "emails": ("bench.emails", ("payment-emails",)),
+    "mirror": ("bench.mirror", ("mirror-sold-out",)),
 }
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"
 _SECTION = re.compile(r"<!-- figure:(?P<key>[\w-]+) -->\n.*?<!-- /figure:(?P=key) -->\n", re.S)
