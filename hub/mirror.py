@@ -29,6 +29,7 @@ with ``integrations.factory.build_adapter`` and the vault, imported when first n
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -50,11 +51,15 @@ PIN_WHEN_FULL = frozenset({"meetup"})
 MAX_REPUSHES = 3
 
 
-def event_lock_key(event_id: UUID | str) -> int:
-    """The event's advisory-lock key (a signed 64-bit integer from the UUID's first 8
-    bytes). Seat decisions take it shared, the mirror's read takes it exclusive."""
-    value = int.from_bytes(UUID(str(event_id)).bytes[:8], "big", signed=True)
-    return value
+EVENT_LOCK_CLASS = 0x48554231  # "HUB1": the seat ledger's (hub.capacity) event lock class
+
+
+def event_lock_key(event_id: UUID | str) -> tuple[int, int]:
+    """The event's advisory lock as ``(class, id)`` for the two-int lock functions, the
+    same key the seat ledger (``hub.capacity``) takes shared around each decision: a
+    signed 32-bit blake2b hash of the event id under class ``HUB1``."""
+    digest = hashlib.blake2b(str(UUID(str(event_id))).encode(), digest_size=4).digest()
+    return EVENT_LOCK_CLASS, int.from_bytes(digest, "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,8 @@ def read_truth(engine_or_conn: Engine | Connection, event_id: UUID, platform: st
     if isinstance(engine_or_conn, Connection):
         return _truth_in(engine_or_conn, event_id, platform)
     with engine_or_conn.begin() as conn:
-        conn.execute(text("select pg_advisory_xact_lock(:key)"), {"key": event_lock_key(event_id)})
+        lock_class, lock_id = event_lock_key(event_id)
+        conn.execute(text("select pg_advisory_xact_lock(:c, :k)"), {"c": lock_class, "k": lock_id})
         return _truth_in(conn, event_id, platform)
 
 

@@ -102,8 +102,9 @@ def test_read_truth_waits_for_seat_decisions_holding_the_shared_lock(boxes, clea
     event, _ = published_event(boxes)
     seen = {}
     with clean_db.begin() as conn:
+        lock_class, lock_id = event_lock_key(event.id)
         conn.execute(
-            text("select pg_advisory_xact_lock_shared(:k)"), {"k": event_lock_key(event.id)}
+            text("select pg_advisory_xact_lock_shared(:c, :k)"), {"c": lock_class, "k": lock_id}
         )
         conn.execute(
             text(
@@ -133,3 +134,12 @@ def test_last_pushed_is_kept_per_platform(boxes, clean_db):
         pushed = last_pushed(conn, event.id)
     assert set(pushed) == set(PLATFORMS)
     assert {p: v["result"]["allowance"] for p, v in pushed.items()} == {p: 11 for p in PLATFORMS}
+
+
+def test_lock_key_is_the_seat_ledgers():
+    capacity = pytest.importorskip("hub.capacity")
+    event_id = "0b0e2a8e-8a59-4b8e-9d7e-3f1c2b4a5d6e"
+    assert event_lock_key(event_id) == (
+        capacity.EVENT_LOCK_CLASS,
+        capacity._lock_id(event_id),
+    )
