@@ -688,3 +688,29 @@ def test_time_expires_open_sessions(emulator: ServerHandle, client, receiver) ->
     assert event["type"] == "checkout.session.expired"
     assert event["data"]["object"]["id"] == session.id
     assert client.v1.checkout.sessions.retrieve(session.id).status == "expired"
+
+
+def test_a_retry_does_not_hold_back_later_events(tmp_path: Path) -> None:
+    """Stripe's order is not kept: the first event's retry arrives after the later ones."""
+    rx = Receiver(fail_first=1)
+    app = create_app(webhook_url=rx.url, webhook_backoff_seconds=0.3)
+    server = serve_in_thread(app)
+    try:
+        client = stripe.StripeClient(STRIPE_SECRET_KEY, base_addresses={"api": server.url})
+        session = client.v1.checkout.sessions.create(params=session_params())
+        control(server, f"/sessions/{session.id}/pay")
+        rx.wait_for(3)
+        assert rx.types() == [
+            "payment_intent.succeeded",
+            "checkout.session.completed",
+            "charge.succeeded",
+        ]
+        listed = httpx.get(f"{server.url}/_sandbox/events").json()["events"]
+        assert [e["type"] for e in listed] == [
+            "charge.succeeded",
+            "payment_intent.succeeded",
+            "checkout.session.completed",
+        ]
+    finally:
+        server.stop()
+        rx.handle.stop()

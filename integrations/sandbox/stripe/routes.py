@@ -22,9 +22,11 @@ response is executed and kept for idempotent replay, but answered 500);
 ``POST /_sandbox/reset`` (faults off, every object, event and delivery forgotten; the
 webhook endpoint kept); ``GET|POST /_sandbox/webhook`` ``{"url", "enabled_events",
 "duplicate", "out_of_order", "attempts", "backoff_seconds"}``; ``GET /_sandbox/deliveries
-[?event_id=&wait=seconds]``; ``POST /_sandbox/sessions/<id>/complete`` ``{"email",
-"name"}``, ``/decline``, ``/expire-now``; ``POST /_sandbox/events/<id>/resend``;
-``POST /_sandbox/sweep``.
+[?event_id=&wait=seconds]`` (every attempt; ``wait`` first waits until nothing is
+pending); ``POST /_sandbox/sessions/<id>/complete`` (alias ``/pay``) ``{"email",
+"name"}``, ``/decline`` (alias ``/fail``), ``/expire-now``; ``GET /_sandbox/events
+[?type=]`` (oldest first); ``POST /_sandbox/events/<id>/resend``; ``POST
+/_sandbox/sweep`` (expire what is due now).
 """
 
 from __future__ import annotations
@@ -553,9 +555,8 @@ def create_app(
     def reset() -> Response:
         controls.apply({"latency_ms": 0, "fail_next": None, "rate_limit": None, "webhooks": None})
         extra.lose_response_next = 0
-        sender.wait_idle(5)
-        sandbox.reset()
         sender.clear()
+        sandbox.reset()
         return jsonify(_faults_dict())
 
     def _hook_dict() -> dict[str, Any]:
@@ -607,6 +608,7 @@ def create_app(
         )
 
     @app.post(f"{CONTROL_PREFIX}/sessions/<session_id>/complete")
+    @app.post(f"{CONTROL_PREFIX}/sessions/<session_id>/pay")
     def control_complete(session_id: str) -> Response:
         body = _body()
         return _control(
@@ -616,12 +618,20 @@ def create_app(
         )
 
     @app.post(f"{CONTROL_PREFIX}/sessions/<session_id>/decline")
+    @app.post(f"{CONTROL_PREFIX}/sessions/<session_id>/fail")
     def control_decline(session_id: str) -> Response:
         return _control(lambda: public(sandbox.decline_session(session_id)))
 
     @app.post(f"{CONTROL_PREFIX}/sessions/<session_id>/expire-now")
     def control_expire(session_id: str) -> Response:
         return _control(lambda: public(sandbox.expire_now(session_id)))
+
+    @app.get(f"{CONTROL_PREFIX}/events")
+    def control_events() -> Response:
+        """Every event, oldest first (``?type=`` filters), without a key."""
+        wanted = request.args.getlist("type")
+        events = list(reversed(sandbox.list_events(limit=10**6, types=wanted or None)[0]))
+        return jsonify(events=events)
 
     @app.post(f"{CONTROL_PREFIX}/events/<event_id>/resend")
     def control_resend(event_id: str) -> Response:

@@ -1,18 +1,22 @@
 """Event delivery as Stripe does it: a POST of the event JSON to the webhook endpoint
 with ``Stripe-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``
 (CONTRACTS.md "1. Stripe", Webhooks), signed afresh on every attempt, at least once,
-unordered, retried with backoff until a 2xx.
+unordered, retried with backoff until a 2xx (a retry waits on a schedule while later
+events go out, so order is not kept: the receiver must not rely on it).
 
 One endpoint (the receiver's ``/webhooks/stripe`` unless set otherwise) with the
 receiver's sandbox secret; the duplicate and out-of-order faults of
-:class:`~integrations.sandbox.common.SandboxControls` apply. Every attempt is recorded
-(``GET /_sandbox/deliveries``).
+:class:`~integrations.sandbox.common.SandboxControls` apply (as with the shared
+``WebhookSender``, which keeps per-endpoint order and so is not used here). Every
+attempt is recorded (``GET /_sandbox/deliveries``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
+import itertools
 import json
 import logging
 import threading
@@ -22,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from integrations.sandbox.common import SandboxControls, WebhookDelivery, WebhookSender
+from integrations.sandbox.common import SandboxControls, WebhookDelivery
 
 log = logging.getLogger("sandbox.stripe.webhooks")
 
@@ -62,19 +66,27 @@ class Endpoint:
         }
 
 
-class StripeWebhookSender(WebhookSender):
-    """The shared sender (one worker per URL, duplicates, reversal), but signing each
-    attempt with the current time and recording every attempt."""
+class StripeWebhookSender:
+    """Deliveries on one background thread with a schedule: a failed attempt (non-2xx or
+    no answer) is retried after a backoff (``backoff_seconds`` doubling up to
+    ``max_backoff_seconds``, ``attempts`` in all) while later events go out in the
+    meantime, so a retried event arrives after newer ones, as with Stripe. Each attempt
+    is signed with the current time and recorded."""
 
     def __init__(self, controls: SandboxControls, endpoint: Endpoint) -> None:
-        super().__init__(controls, attempts=endpoint.attempts, timeout=10.0)
+        self.controls = controls
         self.endpoint = endpoint
         self.attempt_log: list[dict[str, Any]] = []
-        self._log_lock = threading.Lock()
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, WebhookDelivery, int]] = []  # heap
+        self._seq = itertools.count()
+        self._busy = 0
+        self._thread: threading.Thread | None = None
 
     def dispatch(self, events: list[dict[str, Any]]) -> int:
         """Queue the events of one change as one batch (the out-of-order fault reverses
-        it); returns how many were queued (none without an endpoint, or unwanted)."""
+        it, the duplicate fault sends each twice); returns how many events were queued
+        (none without an endpoint, or when the endpoint does not want them)."""
         endpoint = self.endpoint
         if not endpoint.url:
             return 0
@@ -89,41 +101,73 @@ class StripeWebhookSender(WebhookSender):
             for event in events
             if endpoint.wants(event["type"])
         ]
-        self.send(batch)
-        return len(batch)
+        queued = len(batch)
+        if self.controls.out_of_order_webhooks:
+            batch.reverse()
+        if self.controls.duplicate_webhooks:
+            batch = [d for d in batch for _ in (0, 1)]
+        now = time.monotonic()
+        with self._cond:
+            for item in batch:
+                heapq.heappush(self._queue, (now, next(self._seq), item, 1))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="stripe-webhooks", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+        return queued
 
-    def _deliver(self, client: httpx.Client, item: WebhookDelivery) -> int:
-        endpoint = self.endpoint
+    def _run(self) -> None:
+        with httpx.Client(timeout=10.0) as client:
+            while True:
+                with self._cond:
+                    while True:
+                        if not self._queue:
+                            self._thread = None  # a later dispatch starts a new one
+                            self._cond.notify_all()
+                            return
+                        due, _, item, attempt = self._queue[0]
+                        wait = due - time.monotonic()
+                        if wait <= 0:
+                            heapq.heappop(self._queue)
+                            self._busy += 1
+                            break
+                        self._cond.wait(wait)
+                try:
+                    ok = self._attempt(client, item, attempt)
+                finally:
+                    with self._cond:
+                        self._busy -= 1
+                        if not ok and attempt < self.endpoint.attempts:
+                            delay = min(
+                                self.endpoint.backoff_seconds * 2 ** (attempt - 1),
+                                self.endpoint.max_backoff_seconds,
+                            )
+                            heapq.heappush(
+                                self._queue,
+                                (time.monotonic() + delay, next(self._seq), item, attempt + 1),
+                            )
+                        self._cond.notify_all()
+
+    def _attempt(self, client: httpx.Client, item: WebhookDelivery, attempt: int) -> bool:
+        headers = {
+            **item.headers,
+            "Stripe-Signature": signature_header(item.body, self.endpoint.secret),
+        }
+        error = None
+        try:
+            status = client.post(item.url, content=item.body, headers=headers).status_code
+        except httpx.HTTPError as exc:
+            status, error = 0, type(exc).__name__
+            log.warning("stripe webhook to %s failed: %s", item.url, error)
         event = json.loads(item.body)
-        status = 0
-        for attempt in range(1, endpoint.attempts + 1):
-            headers = {
-                **item.headers,
-                "Stripe-Signature": signature_header(item.body, endpoint.secret),
-            }
-            error = None
-            try:
-                status = client.post(item.url, content=item.body, headers=headers).status_code
-            except httpx.HTTPError as exc:
-                status, error = 0, type(exc).__name__
-                log.warning("stripe webhook to %s failed: %s", item.url, error)
-            self._record(event, item.url, attempt, status, error)
-            if 200 <= status < 300:
-                return status
-            if attempt < endpoint.attempts:
-                delay = endpoint.backoff_seconds * 2 ** (attempt - 1)
-                time.sleep(min(delay, endpoint.max_backoff_seconds))
-        return status
-
-    def _record(
-        self, event: dict[str, Any], url: str, attempt: int, status: int, error: str | None
-    ) -> None:
-        with self._log_lock:
+        with self._cond:
             self.attempt_log.append(
                 {
                     "event_id": event["id"],
                     "type": event["type"],
-                    "url": url,
+                    "url": item.url,
                     "attempt": attempt,
                     "status": status,
                     "error": error,
@@ -131,16 +175,31 @@ class StripeWebhookSender(WebhookSender):
                     "at": time.time(),
                 }
             )
+        return 200 <= status < 300
 
     def attempt_records(self, event_id: str | None = None) -> list[dict[str, Any]]:
-        with self._log_lock:
+        with self._cond:
             rows = list(self.attempt_log)
         return [r for r in rows if event_id is None or r["event_id"] == event_id]
 
     def pending(self) -> int:
+        """Deliveries not finished yet (queued, in flight, or waiting for a retry)."""
         with self._cond:
-            return self._pending
+            return len(self._queue) + self._busy
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
 
     def clear(self) -> None:
-        with self._log_lock:
+        """Forget queued retries and the attempt log (test reset)."""
+        with self._cond:
+            self._queue.clear()
             self.attempt_log.clear()
+            self._cond.notify_all()
