@@ -717,7 +717,8 @@ def _open_session(
             metadata={
                 "order_no": view.order_no,
                 "event_id": str(event.id),
-                "ref": view.ref_code or "",
+                "order_ref": view.order_no,
+                "ref_code": view.ref_code or "",
             },
         )
     except Exception as exc:

@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
+from sqlalchemy import text
+
 from hub.errors import NotFound, ValidationFailed
 from hub.ingest import Handler, HandlerContext, Ignore
 from hub.models import PlatformRegistration
@@ -151,12 +153,56 @@ def _stamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(int(value), UTC) if isinstance(value, int | float) else None
 
 
+CHECKOUT_SESSION_EVENTS = frozenset(
+    {
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+
+
+def _drive_native_order(obj: Mapping[str, Any]) -> None:
+    """A session of a native order (``metadata.order_no``): re-read it through Stripe's
+    API (the webhook is only a hint) and let hub.checkout complete or expire the order.
+    Runs in its own transactions (the seat ledger's), so it is idempotent across retries
+    of this row; Stripe or the ledger unavailable -> retry the row later."""
+    from hub.capacity import LedgerUnavailable, SeatLedger
+    from hub.checkout import CheckoutError, apply_session, configure_payments
+    from hub.ingest import RetryLater
+    from hub.settings import get_settings
+    from integrations.stripe_checkout import StripeCheckout, StripeCheckoutError
+
+    settings = get_settings()
+    configure_payments(lambda: StripeCheckout.from_settings(settings))
+    try:
+        apply_session(
+            str(obj["id"]),
+            ledger=SeatLedger.from_settings(settings),
+            payments=lambda: StripeCheckout.from_settings(settings),
+        )
+    except (LedgerUnavailable, StripeCheckoutError, CheckoutError) as exc:
+        raise RetryLater(f"NATIVE_ORDER: {type(exc).__name__}: {exc}") from exc
+
+
 def handle_stripe(ctx: HandlerContext) -> None:
-    """Stripe events -> payments (deduped on the PaymentIntent) -> matching."""
+    """Stripe events -> payments (deduped on the PaymentIntent) -> matching.
+
+    A Checkout Session of a native order (``metadata.order_no``, hub.checkout) first
+    drives that order (completed: seat confirmed, registration created; expired: hold
+    released), then the payment is recorded as before.
+    """
     event = ctx.row.json()
     kind = event.get("type") or ctx.row.event_type or ""
     obj = (event.get("data") or {}).get("object") or {}
     paid_at = _stamp(event.get("created"))
+    native = kind in CHECKOUT_SESSION_EVENTS and bool((obj.get("metadata") or {}).get("order_no"))
+    if native and obj.get("id"):
+        _drive_native_order(obj)
+        if kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
+            return  # the order is expired; no payment to record (Ignore would undo nothing
+            # of the order's own transactions, but marks the row ignored: keep it processed)
     if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
         if obj.get("payment_status") != "paid":
             raise Ignore(f"UNPAID: {kind} with payment_status={obj.get('payment_status')}")
@@ -203,7 +249,49 @@ def handle_stripe(ctx: HandlerContext) -> None:
         update={"source_table": f"raw.{ctx.row.table}", "source_id": ctx.row.id, "raw": event}
     )
     payment_id, _created = record_payment(ctx.conn, payment)
+    order_no = (obj.get("metadata") or {}).get("order_no")
+    if kind != "charge.refunded" and order_no and _link_native(ctx, payment_id, str(order_no)):
+        return
     match_payment(ctx.conn, payment_id, actor=ctx.actor)
+
+
+def _link_native(ctx: HandlerContext, payment_id: int, order_no: str) -> bool:
+    """A payment of a native order belongs to the order's registration (hub.checkout made
+    it, already marked paid): link it directly, no matching needed. False when the order
+    has no registration (not confirmed: a refund is on its way) -> normal matching."""
+    from hub import audit
+
+    row = ctx.conn.execute(
+        text(
+            "select o.registration_id, o.event_id from app.orders o "
+            "where o.order_no = :o and o.registration_id is not null"
+        ),
+        {"o": order_no},
+    ).first()
+    if row is None:
+        return False
+    linked = ctx.conn.execute(
+        text(
+            "update app.payments set registration_id = :reg, status = 'paid', "
+            "event_id = coalesce(event_id, :event) "
+            "where id = :id and registration_id is null and kind = 'payment' returning id"
+        ),
+        {"reg": row.registration_id, "event": row.event_id, "id": payment_id},
+    ).scalar()
+    if linked is not None:
+        audit.record(
+            ctx.conn,
+            entity="payment",
+            entity_id=payment_id,
+            action="matched",
+            actor=ctx.actor,
+            data={
+                "registration_id": row.registration_id,
+                "method": "native_order",
+                "order_no": order_no,
+            },
+        )
+    return True
 
 
 # -- inbound e-mail
