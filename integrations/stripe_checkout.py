@@ -257,7 +257,8 @@ class StripeCheckout:
         """A hosted Checkout Session for one order. ``expires_at`` must be 30 min .. 24 h
         from now (Stripe's bounds; a value outside is refused with ``param="expires_at"``).
         The same ``idempotency_key`` with the same arguments returns the first session."""
-        meta = {str(k): str(v) for k, v in (metadata or {}).items() if v is not None}
+        # an empty value would unset the key at Stripe: left out
+        meta = {str(k): str(v) for k, v in (metadata or {}).items() if v not in (None, "")}
         meta.update(order_no=str(order_no), event_id=str(event_id))
         params: dict[str, Any] = {
             "mode": "payment",

@@ -51,7 +51,7 @@ def create(checkout: StripeCheckout, key: str = "idem-1", **overrides) -> Sessio
         "cancel_url": "http://127.0.0.1:5000/e/pycon-tr",
         "expires_at": datetime.now(UTC) + timedelta(minutes=45),
         "idempotency_key": key,
-        "metadata": {"hold_key": "h-1", "ref": None},
+        "metadata": {"hold_key": "h-1", "ref": None, "ref_code": ""},
     }
     args.update(overrides)
     return checkout.create_session(**args)

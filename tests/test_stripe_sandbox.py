@@ -166,6 +166,7 @@ def test_parse_form_nested_keys() -> None:
 def test_raw_form_body_with_bracket_keys(emulator: ServerHandle) -> None:
     body = form(session_params())
     body["expand[0]"] = "line_items"
+    body["metadata[unset_me]"] = ""  # an empty value unsets a key: not stored
     r = httpx.post(f"{emulator.url}/v1/checkout/sessions", data=body, headers=AUTH)
     assert r.status_code == 200, r.text
     session = r.json()

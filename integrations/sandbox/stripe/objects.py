@@ -73,7 +73,7 @@ def checkout_session(
         customer=None,
         customer_details=None,
         customer_creation=params.get("customer_creation", "if_required"),
-        metadata=dict(params.get("metadata") or {}),
+        metadata=set_metadata(params.get("metadata")),
         success_url=params.get("success_url"),
         cancel_url=params.get("cancel_url"),
         locale=params.get("locale"),
@@ -132,6 +132,14 @@ def checkout_session(
         client_secret=None,
     )
     return obj
+
+
+def set_metadata(given: dict[str, Any] | str | None) -> dict[str, str]:
+    """Metadata as stored: a key posted with an empty value is unset (Stripe's rule), so it
+    is not kept on a new object either."""
+    if not given or not isinstance(given, dict):
+        return {}
+    return {str(k): str(v) for k, v in given.items() if v != ""}
 
 
 def customer_details(email: str | None, name: str | None) -> dict[str, Any]:
@@ -276,7 +284,7 @@ def refund(ch: dict[str, Any], amount: int, params: dict[str, Any]) -> dict[str,
         payment_intent=ch.get("payment_intent"),
         created=now(),
         status="succeeded",
-        metadata=dict(params.get("metadata") or {}),
+        metadata=set_metadata(params.get("metadata")),
         reason=params.get("reason"),
         balance_transaction=new_id("txn_"),
         payment_method=ch.get("payment_method"),
