@@ -523,15 +523,25 @@ class Relay:
                         due_in = None
                     if due_in is not None:
                         timeout = min(timeout, max(due_in, 0.02))
-                    timeout = min(timeout, 0.5) if stop.is_set() else timeout
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=min(timeout, 1.0))
+                    await self._sleep(wake, stop, timeout)
                 if running:
                     await asyncio.wait(running, timeout=self.policy.lease_seconds)
         finally:
             listener_stop.set()
             listener.join(timeout=5)
             log.info("outbox relay %s stopped", self.name)
+
+    @staticmethod
+    async def _sleep(wake: asyncio.Event, stop: threading.Event, seconds: float) -> None:
+        """Until a NOTIFY (or a delivery ending) sets ``wake``, ``seconds`` pass, or
+        ``stop`` is set (looked at every quarter second)."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not wake.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=min(remaining, 0.25))
 
     def _finished(self, running: set[asyncio.Task], wake: asyncio.Event):
         def done(task: asyncio.Task) -> None:

@@ -65,6 +65,20 @@ def test_delivered_within_a_second_of_the_commit(boxes, clean_db):
         assert {o.status for o in relay.outcomes} <= {"delivered", "repended"}
 
 
+def test_woken_by_notify_not_by_the_poll(boxes, clean_db):
+    """With a 30 s poll, only LISTEN/NOTIFY can deliver within a second."""
+    event, _ = published_event(boxes)
+    slow_poll = RelayPolicy(poll_seconds=30.0, lease_seconds=5.0)
+    with relay_thread(boxes.settings, slow_poll):
+        take_seats(event.id, 1)
+        wait_until(lambda: all_delivered(clean_db, event.id))  # warm-up
+        time.sleep(1.5)  # the relay is asleep on its 30 s wait now
+        take_seats(event.id, 1)
+        committed = time.monotonic()
+        wait_until(lambda: all_delivered(clean_db, event.id), timeout=5, every=0.01)
+        assert time.monotonic() - committed < 1.0
+
+
 def test_sold_out_closes_every_platform_and_freed_seats_reopen(boxes, clean_db):
     event, ids = published_event(boxes)
     insert_seats(event.id, 8, pool="quota")
