@@ -668,7 +668,7 @@ def _checkout(body: Body, as_json: bool, lang: str, header_key: str | None) -> t
     consent_text = i18n.consent_text_for(fields.get("consent_version"), lang)
     base = _base_url()
     urls = hub_checkout.CheckoutUrls(
-        success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}",
+        success_url=f"{base}/checkout/success?session_id={{CHECKOUT_SESSION_ID}}&lang={lang}",
         cancel_url=f"{base}/e/{event.slug}?" + urlencode({"lang": lang}),
     )
     try:
