@@ -84,6 +84,7 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
     sandbox, exactly as a person would in live mode (authorize -> code -> tokens)."""
     from integrations.meetup import connect, sandbox_authorize
     from integrations.sandbox import credentials as sc
+    from integrations.sandbox.stripe.keys import STRIPE_SECRET_KEY
 
     vault.set(
         "eventbrite",
@@ -94,6 +95,7 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
         },
     )
     vault.set("luma", {"api_key": sc.LUMA_API_KEY})
+    vault.set("stripe", {"secret_key": STRIPE_SECRET_KEY})
     vault.set(
         MEETUP_CLIENT_KEY,
         {
@@ -106,4 +108,4 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
         oauth = meetup_oauth(settings, vault, client)
         code = await sandbox_authorize(oauth, state="hub-sandbox")
         await connect(oauth, VaultTokenStore(vault), code)
-    return ["eventbrite", "luma", "meetup"]
+    return ["eventbrite", "luma", "meetup", "stripe"]

@@ -46,7 +46,7 @@ def ensure_sandbox_credentials(settings: Settings) -> bool:
     from integrations.factory import connect_sandbox_credentials
 
     vault = Vault(settings=settings)
-    if vault.get("meetup") and vault.get("eventbrite") and vault.get("luma"):
+    if all(vault.get(name) for name in ("meetup", "eventbrite", "luma", "stripe")):
         return False
     asyncio.run(connect_sandbox_credentials(settings, vault))
     return True
