@@ -248,3 +248,34 @@ def test_enqueue_without_platforms_makes_no_row(clean_db):
         event = create_event(conn, parse_spec(EVENT), actor="test")
         assert enqueue_capacity_mirror(conn, event.id) == 0
     assert get_engine() is clean_db
+
+
+def test_seat_ledger_decisions_close_and_reopen_every_platform(boxes, clean_db):
+    """End to end with the seat ledger (hub.capacity): native holds and confirmations and
+    a platform sale enqueue the mirror in their own transactions; the relay closes every
+    platform when the room is full and reopens exactly the freed seats."""
+    capacity = pytest.importorskip("hub.capacity")
+    event, ids = published_event(boxes, total_capacity=6, channels={**ALL, "native": 2})
+    ledger = capacity.SeatLedger.from_settings(boxes.settings)
+    with relay_thread(boxes.settings, FAST):
+        for i in range(5):
+            with ledger.begin() as tx:
+                tx.hold(event.id, f"order-{i}", ttl_seconds=600)
+                tx.confirm(event.id, f"order-{i}")
+        wait_until(lambda: _capacities(boxes, ids) == {p: 1 for p in PLATFORMS})
+        with ledger.begin() as tx:  # the last seat, sold on Luma
+            assert tx.consume(event.id, "luma", "luma:guest-1") == "confirmed"
+        wait_until(lambda: all(s.closed for s in states(boxes, ids).values()))
+        with ledger.begin() as tx:  # a native quota seat: the platforms gain nothing
+            assert tx.release(event.id, "order-0")
+        with ledger.begin() as tx:  # a shared seat: every platform sells one more
+            assert tx.release(event.id, "order-4")
+        wait_until(lambda: not states(boxes, ids)["meetup"].closed)
+        wait_until(lambda: all_delivered(clean_db, event.id))
+        seen = states(boxes, ids)
+    # one seat free: Meetup and Eventbrite may sell 1; Luma sold 1 and may sell 1 more
+    assert {p: (s.capacity, s.closed) for p, s in seen.items() if p != "luma"} == {
+        "meetup": (1, False),
+        "eventbrite": (1, False),
+    }
+    assert seen["luma"].capacity == 2
