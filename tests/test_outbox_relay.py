@@ -279,3 +279,31 @@ def test_seat_ledger_decisions_close_and_reopen_every_platform(boxes, clean_db):
         "eventbrite": (1, False),
     }
     assert seen["luma"].capacity == 2
+
+
+def test_hub_serve_outbox_runs_the_relay_until_sigterm(boxes, clean_db, tmp_path):
+    """``hub serve outbox`` as its own process (as ``make up`` starts it): LISTENs,
+    delivers, and stops cleanly on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    event, ids = published_event(boxes)
+    log = tmp_path / "relay.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub_cli.main", "serve", "outbox"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),  # the session's database and the sandboxes' URLs
+        )
+    try:
+        wait_until(lambda: b"listening on hub_outbox" in log.read_bytes(), timeout=60)
+        take_seats(event.id, 3)
+        wait_until(lambda: all_delivered(clean_db, event.id), timeout=15)
+        assert _capacities(boxes, ids) == {p: 9 for p in PLATFORMS}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    assert b"stopped" in log.read_bytes()
