@@ -482,9 +482,11 @@ class Relay:
         listener_stop = threading.Event()
         listener = _Listener(listen_conninfo(self.engine), poke, listener_stop)
         listener.start()
-        await asyncio.to_thread(listener.ready.wait, 10)
+        if await asyncio.to_thread(listener.ready.wait, 10):
+            log.info("outbox relay %s listening on %s", self.name, CHANNEL)
+        else:  # the listener keeps trying; until then the poll delivers
+            log.warning("outbox relay %s: LISTEN not ready yet, polling", self.name)
         self.listening.set()
-        log.info("outbox relay %s listening on %s", self.name, CHANNEL)
         kinds = list(self.handlers)
         running: set[asyncio.Task] = set()
         try:
