@@ -566,6 +566,11 @@ def _take_seat(
 ) -> OrderView:
     conn = tx.conn
     _lock_identity(conn, event.id, data)
+    taken = conn.execute(
+        select(orders.c.order_no).where(orders.c.idempotency_key == idempotency_key)
+    ).scalar()
+    if taken is not None:  # the same request, committed while we waited for the lock
+        raise _Concurrent()
     found = find_registration(conn, event.id, data.email_normalized, data.phone_e164)
     if found is not None:
         raise AlreadyRegistered(

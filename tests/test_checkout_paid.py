@@ -266,3 +266,48 @@ def test_late_payment_without_a_seat_is_refunded(stack: Stack) -> None:
     assert "it has been refunded" in page.text
     stack.ingest()  # charge.refunded and any redelivery: still one refund, same state
     assert stack.order(order["order_no"])["timeline"] == refunded["timeline"]
+
+
+def test_stripe_down_sells_nothing_and_the_key_can_be_retried(stack: Stack) -> None:
+    event = paid_event(stack.engine, capacity=1, channels={"native": 1})
+    key = uuid.uuid4().hex
+    body = {"event": event.slug, "full_name": "Elif Demir", "email": "elif@example.com",
+            "phone": "0532 987 65 43", "consent": True}  # fmt: skip
+    stack.box.faults(fail_next=3, status=500)  # the SDK's request and both its retries
+    down = stack.http.post("/checkout", json=body, headers={"Idempotency-Key": key})
+    assert down.status_code == 503 and down.headers["Retry-After"]
+    assert down.json()["error"] == "payment_unavailable"
+    failed = stack.row("select * from app.orders")
+    assert failed.status == "failed"
+    hold = stack.row("select status from app.seat_holds where order_no = :o", o=failed.order_no)
+    assert hold.status == "released"
+    assert "1 seats left" in stack.http.get(f"/e/{event.slug}?lang=en").text or (
+        "Last seat left" in stack.http.get(f"/e/{event.slug}?lang=en").text
+    )
+    again = stack.http.post("/checkout", json=body, headers={"Idempotency-Key": key})
+    assert again.status_code == 201 and again.json()["status"] == "awaiting_payment"
+    assert again.json()["order_no"] != failed.order_no
+
+
+def test_order_page_ends_an_order_whose_hold_passed(stack: Stack) -> None:
+    event = paid_event(stack.engine)
+    order = stack.checkout(event).json()
+    with stack.engine.begin() as conn:
+        conn.execute(
+            text(
+                "update app.orders set hold_expires_at = now() - interval '1 second' "
+                "where order_no = :o"
+            ),
+            {"o": order["order_no"]},
+        )
+        conn.execute(
+            text(
+                "update app.seat_holds set expires_at = now() - interval '1 second' "
+                "where order_no = :o"
+            ),
+            {"o": order["order_no"]},
+        )
+    shown = stack.order(order["order_no"])
+    assert shown["status"] == "expired" and shown["payment_url"] is None
+    session = StripeCheckout.from_settings(stack.settings).retrieve_session(session_id_of(order))
+    assert session.status == "expired"  # expired through the API: nobody can pay it now

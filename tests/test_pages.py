@@ -491,3 +491,45 @@ def test_free_flow_over_real_http(tmp_path, clean_db: Engine) -> None:
         assert big.status_code == 413
         assert http.get("/e/nope").status_code == 404
         assert "Sitemap:" in http.get("/robots.txt").text
+
+
+def test_concurrent_checkouts_never_oversell(app, clean_db: Engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    event = make_event(clean_db, capacity=3, channels={"native": 3})
+    same_key, same_person = uuid.uuid4().hex, person()
+
+    def attempt(i: int) -> tuple[int, str | None]:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.77.0.{i % 250 + 1}"
+        if i < 4:  # four copies of one request (a double click, a retry)
+            response = post_json(client, event, same_person, same_key)
+        else:
+            response = post_json(client, event, person())
+        return response.status_code, (response.json or {}).get("order_no")
+
+    with ThreadPoolExecutor(12) as pool:
+        copies = list(pool.map(attempt, range(4)))
+        others = list(pool.map(attempt, range(4, 24)))
+    assert {status for status, _ in copies} == {201}
+    assert len({order_no for _, order_no in copies}) == 1  # one order for one key
+    statuses = [status for status, _ in others]
+    assert statuses.count(201) == 2 and statuses.count(409) == 18
+    with clean_db.connect() as conn:
+        confirmed = conn.execute(
+            text(
+                "select count(*) from app.seat_holds where event_id = :e and status = 'confirmed'"
+            ),
+            {"e": event.id},
+        ).scalar()
+        orders = conn.execute(text("select count(*) from app.orders")).scalar()
+    assert confirmed == 3 and orders == 3
+
+
+def test_script_in_name_is_escaped_on_the_form_again(client, clean_db: Engine) -> None:
+    event = make_event(clean_db)
+    response = post_form(client, event, person(full_name='"><script>alert(1)</script>', phone="1"))
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in html
+    assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html

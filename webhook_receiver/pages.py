@@ -809,6 +809,20 @@ def order_page(order_no: str) -> Response:
     with _engine().connect() as conn:
         order = hub_checkout.get_order(conn, order_no)
         event = get_event(conn, order.event_id) if order else None
+    if order is not None and _hold_ended(order):
+        # the expiry job has not run yet: end the order now (its session with it)
+        try:
+            order = (
+                hub_checkout.expire_order(
+                    order.order_no,
+                    ledger=_ledger(),
+                    payments=_payments_factory(),
+                    reason="hold_expired",
+                )
+                or order
+            )
+        except Exception as exc:  # shown as it is; the job ends it
+            log.warning("lazy expiry of %s failed: %s", order.order_no, type(exc).__name__)
     if order is None or event is None:
         if _wants_json():
             return _refuse_json(404, "not_found", "no such order")
@@ -846,6 +860,14 @@ def order_page(order_no: str) -> Response:
         event_url=f"/e/{event.slug}?" + urlencode({"lang": lang}),
     )
     return _html(body, 200)
+
+
+def _hold_ended(order: hub_checkout.OrderView) -> bool:
+    return (
+        order.status in ("held", "awaiting_payment")
+        and order.hold_expires_at is not None
+        and order.hold_expires_at <= datetime.now(UTC)
+    )
 
 
 def _format_at(value: Any, zone: str) -> str:
