@@ -197,7 +197,7 @@ def _clean_name(value: Any) -> str:
     return " ".join(unicodedata.normalize("NFC", text_value).split())
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
     return str(value or "").strip().lower() in ("1", "true", "on", "yes", "evet")
@@ -224,7 +224,7 @@ def validate_checkout(data: Mapping[str, Any]) -> tuple[CheckoutInput | None, di
     phone = normalize_phone(raw_phone[:40], "TR") if raw_phone else None
     if not phone:
         errors["phone"] = "err_phone"
-    if not _truthy(data.get("consent")):
+    if not truthy(data.get("consent")):
         errors["consent"] = "err_consent"
     ref = str(data.get("ref") or "").strip() or None
     if ref is not None and not REF_PATTERN.match(ref):
@@ -627,13 +627,16 @@ def _take_seat(
         result = tx.confirm(event.id, hold_key_of(order_no), registration_id=reg_id)
         if result.status not in CONFIRMED:
             raise SoldOut(f"event {event.slug} is sold out ({result.status})")
-        entries = [_entry("confirmed")]
-        if reg_status == "pending":
-            entries.append(_entry("pending_approval"))
+        entries = [_entry("confirmed"), _entry(_approval_event(reg_status))]
         _update(conn, order_no, entries, status="confirmed", registration_id=reg_id)
     view = get_order(conn, order_no)
     assert view is not None
     return view
+
+
+def _approval_event(registration_status: str) -> str:
+    """``approved`` (the event needs no review) or ``pending_approval``."""
+    return "pending_approval" if registration_status == "pending" else "approved"
 
 
 def _register(
@@ -834,8 +837,7 @@ def complete_order_from_session(
                 if result.status == "retaken" or late:
                     entries.append(_entry("seat_retaken"))
                 entries.append(_entry("confirmed"))
-                if reg_status == "pending":
-                    entries.append(_entry("pending_approval"))
+                entries.append(_entry(_approval_event(reg_status)))
                 values |= {"status": "confirmed", "registration_id": reg_id}
             else:
                 savepoint.rollback()

@@ -172,7 +172,11 @@ def _drive_native_order(obj: Mapping[str, Any]) -> None:
     from hub.checkout import CheckoutError, apply_session, configure_payments
     from hub.ingest import RetryLater
     from hub.settings import get_settings
-    from integrations.stripe_checkout import StripeCheckout, StripeCheckoutError
+    from integrations.stripe_checkout import (
+        ConfigurationError,
+        StripeCheckout,
+        StripeCheckoutError,
+    )
 
     settings = get_settings()
     configure_payments(lambda: StripeCheckout.from_settings(settings))
@@ -182,7 +186,7 @@ def _drive_native_order(obj: Mapping[str, Any]) -> None:
             ledger=SeatLedger.from_settings(settings),
             payments=lambda: StripeCheckout.from_settings(settings),
         )
-    except (LedgerUnavailable, StripeCheckoutError, CheckoutError) as exc:
+    except (LedgerUnavailable, StripeCheckoutError, ConfigurationError, CheckoutError) as exc:
         raise RetryLater(f"NATIVE_ORDER: {type(exc).__name__}: {exc}") from exc
 
 

@@ -268,7 +268,7 @@ def test_free_checkout_form_flow(client, clean_db: Engine) -> None:
     assert "confirmed" in html
     order = client.get(f"/orders/{order_no}", headers={"Accept": "application/json"}).json
     assert order["status"] == "confirmed" and order["registration_status"] == "approved"
-    assert [e["event"] for e in order["timeline"]] == ["created", "held", "confirmed"]
+    assert [e["event"] for e in order["timeline"]] == ["created", "held", "confirmed", "approved"]
     assert order["ref"] == "IG-story_7"
     with clean_db.connect() as conn:
         reg = conn.execute(

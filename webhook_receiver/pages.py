@@ -647,7 +647,7 @@ def _checkout(body: Body, as_json: bool, lang: str, header_key: str | None) -> t
         errors["idempotency_key"] = "err_idempotency_key"
         key = None
     values = {name: fields.get(name, "") for name in ("full_name", "email", "phone")}
-    values["consent"] = "on" if hub_checkout._truthy(fields.get("consent")) else ""
+    values["consent"] = "on" if hub_checkout.truthy(fields.get("consent")) else ""
     if errors or data is None:
         messages = {name: i18n.t(lang, code) for name, code in errors.items()}
         response = (
