@@ -287,6 +287,25 @@ def mark_failed(
     return "lost"
 
 
+_REQUEUE_SQL = text(
+    """
+    update app.outbox
+       set status = 'pending', attempts = 0, next_attempt_at = now(),
+           last_error = 'requeued by hand after: ' || coalesce(last_error, '-')
+     where status = 'dead'
+       and (cast(:ids as bigint[]) is null or id = any(cast(:ids as bigint[])))
+    returning id
+    """
+)
+
+
+def requeue_dead(engine: Engine, ids: list[int] | None = None) -> list[int]:
+    """Dead rows (all, or ``ids``) made due again with a fresh count of tries; an
+    operator's action once the platform is fixed (Dagster: ``outbox_requeue_dead_job``)."""
+    with engine.begin() as conn:
+        return list(conn.scalars(_REQUEUE_SQL, {"ids": ids}))
+
+
 def seconds_to_next_due(engine: Engine, kinds: list[str]) -> float | None:
     with engine.connect() as conn:
         value = conn.execute(_NEXT_DUE_SQL, {"kinds": kinds}).scalar()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dagster import DagsterInstance, RunRequest, SkipReason, build_sensor_context, materialize
 from sqlalchemy import text
 
-from orchestration.definitions import defs
 from orchestration.outbox.definitions import (
     outbox,
     outbox_mirror_matches_ledger,
@@ -45,6 +44,8 @@ def _checks(result):
 
 
 def test_outbox_domain_is_in_the_code_location():
+    from orchestration.definitions import defs
+
     assert "outbox_watch_sensor" in {s.name for s in defs.sensors}
     assert "outbox_report_job" in {j.name for j in defs.resolve_all_job_defs()}
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
@@ -120,3 +121,27 @@ def test_checks_fail_on_dead_overdue_and_drift(clean_db, tmp_path):
     assert not checks["outbox_nothing_pending_too_long"].passed
     assert not checks["outbox_mirror_matches_ledger"].passed
     assert checks["outbox_mirror_matches_ledger"].metadata["drift"].value == 2
+
+
+def test_requeue_job_makes_dead_rows_due_again(clean_db):
+    from orchestration.outbox.definitions import outbox_requeue_dead_job
+
+    with clean_db.begin() as conn:
+        conn.execute(
+            text(
+                "insert into app.outbox (kind, idempotency_key, payload, status, attempts, "
+                "last_error) values ('capacity.mirror', 'k-dead', '{}', 'dead', 8, 'luma: 503'), "
+                "('capacity.mirror', 'k-other', '{}', 'dead', 8, 'luma: 503')"
+            )
+        )
+        dead_id = conn.execute(
+            text("select id from app.outbox where idempotency_key = 'k-dead'")
+        ).scalar()
+    result = outbox_requeue_dead_job.execute_in_process(
+        run_config={"ops": {"requeue_dead_rows": {"config": {"ids": [dead_id]}}}},
+        resources={"hub_db": HubDatabase()},
+    )
+    assert result.success and result.output_for_node("requeue_dead_rows") == [dead_id]
+    with clean_db.connect() as conn:
+        rows = dict(conn.execute(text("select idempotency_key, status from app.outbox")).all())
+    assert rows == {"k-dead": "pending", "k-other": "dead"}

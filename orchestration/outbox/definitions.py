@@ -13,6 +13,7 @@ sensor is far too slow for sold-out. This domain is the safety net and the windo
   pushed next to what the ledger says now.
 * checks: no dead row; nothing pending longer than two minutes; no delivered mirror that
   disagrees with the ledger (drift: a decision that escaped the mirror).
+* ``outbox_requeue_dead_job``: the operator's "try again" for dead rows (all, or ids).
 """
 
 import time
@@ -22,21 +23,25 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    Config,
     DefaultSensorStatus,
     Definitions,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     RunRequest,
     SensorEvaluationContext,
     SkipReason,
     asset,
     asset_check,
     define_asset_job,
+    job,
+    op,
     sensor,
 )
 from sqlalchemy import text
 
-from hub.outbox_relay import RelayPolicy, deliver_due
+from hub.outbox_relay import RelayPolicy, deliver_due, requeue_dead
 from orchestration.outbox.report import (
     OVERDUE_SECONDS,
     PENDING_LIMIT_SECONDS,
@@ -141,6 +146,24 @@ outbox_report_job = define_asset_job(
 )
 
 
+class RequeueConfig(Config):
+    ids: list[int] = []  # empty: every dead row
+
+
+@op(description="Make dead outbox rows due again (after fixing the platform or credentials).")
+def requeue_dead_rows(
+    context: OpExecutionContext, config: RequeueConfig, hub_db: HubDatabase
+) -> list[int]:
+    ids = requeue_dead(hub_db.engine(), config.ids or None)
+    context.log.info(f"requeued {len(ids)} dead outbox row(s): {ids[:50]}")
+    return ids
+
+
+@job(description="Operator action: dead outbox rows back to pending (the relay takes them).")
+def outbox_requeue_dead_job():
+    requeue_dead_rows()
+
+
 @sensor(
     job=outbox_report_job,
     minimum_interval_seconds=30,
@@ -191,6 +214,6 @@ def defs() -> Definitions:
             outbox_nothing_pending_too_long,
             outbox_mirror_matches_ledger,
         ],
-        jobs=[outbox_report_job],
+        jobs=[outbox_report_job, outbox_requeue_dead_job],
         sensors=[outbox_watch_sensor],
     )
