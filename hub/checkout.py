@@ -504,6 +504,10 @@ def create_order(
         return _replay(ledger, existing, event, data, request_hash, payments, urls)
     if event.status != "scheduled":
         raise EventClosed(f"event {event.slug} is {event.status}")
+    if event.ends_at <= datetime.now(UTC):
+        closed = EventClosed(f"event {event.slug} has ended")
+        closed.message_key = "ended"
+        raise closed
     order_no = new_order_no()
     try:
         with ledger.begin() as tx:

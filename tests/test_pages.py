@@ -533,3 +533,22 @@ def test_script_in_name_is_escaped_on_the_form_again(client, clean_db: Engine) -
     html = response.get_data(as_text=True)
     assert "<script>alert(1)</script>" not in html
     assert "&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_cancelled_and_ended_events_take_no_registration(client, clean_db: Engine) -> None:
+    cancelled = make_event(clean_db)
+    past = datetime.now(UTC) - timedelta(days=2)
+    ended = make_event(
+        clean_db, starts_at=past.isoformat(), ends_at=(past + timedelta(hours=2)).isoformat()
+    )
+    with clean_db.begin() as conn:
+        conn.execute(
+            text("update app.events set status = 'cancelled' where id = :id"), {"id": cancelled.id}
+        )
+    for event, words in ((cancelled, "cancelled"), (ended, "has ended")):
+        html = client.get(f"/e/{event.slug}?lang=en").get_data(as_text=True)
+        assert words in html and Page(html).find("form") is None
+        refused = post_json(client, event, person())
+        assert refused.status_code == 409 and refused.json["error"] == "event_closed"
+    cancelled_ld = Page(client.get(f"/e/{cancelled.slug}").get_data(as_text=True)).jsonld()
+    assert cancelled_ld["eventStatus"] == "https://schema.org/EventCancelled"
