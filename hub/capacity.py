@@ -48,6 +48,7 @@ import redis as redis_lib
 from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from hub.capacity_lua import script
 from hub.outbox import CAPACITY_MIRROR, enqueue_capacity_mirror
@@ -56,6 +57,7 @@ from hub.seat_counts import CHANNELS, SeatCounts, seat_counts
 EVENT_LOCK_CLASS = 0x48554231  # "HUB1": pg_advisory_xact_lock(<class>, <event hash>)
 KEY_LOCK_CLASS = 0x48554232  # "HUB2": one hold key
 MAX_REBUILD_ATTEMPTS = 5
+UPGRADE_LOCK_TIMEOUT_MS = 250
 ACTIVE_REGISTRATION = ("approved", "attended", "no_show")
 ENDED_REGISTRATION = ("cancelled", "declined")
 
@@ -71,8 +73,10 @@ class LedgerUnavailable(LedgerError, ConnectionError):
     later; the checkout answers 503. A ``ConnectionError``, so hub.ingest retries it."""
 
 
-class LedgerConflict(LedgerError):
-    """The ledger could not settle a decision (e.g. repeated rebuilds); retry."""
+class LedgerConflict(LedgerUnavailable):
+    """The gate had to be rebuilt while this transaction held the event (Redis flushed
+    or restarted between two decisions of one transaction), or kept vanishing: retry
+    the transaction. A ``LedgerUnavailable``, so callers answering 503 cover it."""
 
 
 class UnknownEvent(LedgerError, LookupError):
@@ -297,7 +301,7 @@ class SeatLedger:
             ledger = _ledgers.get(key)
             if ledger is None:
                 client = redis_lib.Redis.from_url(
-                    url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+                    url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
                 )
                 ledger = _ledgers[key] = cls(engine, client, settings.redis_namespace)
             return ledger
@@ -413,15 +417,28 @@ class SeatLedger:
                 self._load_from(conn, eid)
         return ids
 
-    def _rebuild_in(self, conn: Connection, eid: UUID) -> None:
-        """Rebuild inside the caller's transaction (which holds no shared lock of this
-        event from this attempt): a savepoint with the exclusive lock, released again
-        by rolling back to it (the rebuild only reads PostgreSQL)."""
-        conn.exec_driver_sql(
-            "SAVEPOINT hub_ledger_rebuild; "
-            f"SELECT pg_advisory_xact_lock({EVENT_LOCK_CLASS}, {_lock_id(str(eid))})"
-        )
+    def _rebuild_in(self, conn: Connection, eid: UUID, *, upgrade: bool = False) -> None:
+        """Rebuild inside the caller's transaction: a savepoint with the exclusive lock,
+        released again by rolling back to it (the rebuild only reads PostgreSQL).
+
+        ``upgrade``: earlier decisions of this transaction hold the event's shared lock.
+        The exclusive lock then waits for the other sessions only (and the rebuild sees
+        our own rows), but two such transactions would wait for each other: after a
+        short lock timeout this one gives up with ``LedgerConflict`` (retry it)."""
+        lock = f"SELECT pg_advisory_xact_lock({EVENT_LOCK_CLASS}, {_lock_id(str(eid))})"
+        conn.exec_driver_sql("SAVEPOINT hub_ledger_rebuild")
         try:
+            if upgrade:
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{UPGRADE_LOCK_TIMEOUT_MS}ms'")
+                try:
+                    conn.exec_driver_sql(lock)
+                except DBAPIError as exc:
+                    raise LedgerConflict(
+                        f"event {eid}: the Redis gate vanished during this transaction and "
+                        "other transactions hold the event; retry the transaction"
+                    ) from exc
+            else:
+                conn.exec_driver_sql(lock)
             if self.gate(eid, ["probe"])[0] != "ok":  # not already rebuilt by another
                 self._load_from(conn, eid)
         finally:
@@ -580,6 +597,7 @@ class LedgerTx:
         self._locked: dict[UUID, bool] = {}  # events whose shared lock this tx holds
         self._keys: set[tuple[UUID, str]] = set()
         self._touched: set[UUID] = set()
+        self._rebuilt: set[UUID] = set()  # rebuilt in-transaction over our own rows
         self._marks: list[_Mark] = []
         self._savepoints = 0
         _install_listeners(conn.engine)
@@ -631,12 +649,15 @@ class LedgerTx:
             if status in ("confirmed", "already"):
                 if status == "confirmed" and reply[2]:
                     self._undo.append((eid, hold_key, reply[2]))
-                row = self.conn.execute(_ROW_SQL, {"event_id": eid, "hold_key": hold_key}).first()
                 state = "overbooked" if pool == "none" else "confirmed"
-                if row is None or row.status != state or status == "confirmed":
-                    channel = row.channel if row else "native"
+                row = None
+                if status == "already":  # PostgreSQL normally agrees; heal it if not
+                    row = self.conn.execute(
+                        _ROW_SQL, {"event_id": eid, "hold_key": hold_key}
+                    ).first()
+                if row is None or row.status != state or registration_id is not None:
                     hold_id = self._write(
-                        eid, hold_key, channel, pool, state, None, None, registration_id,
+                        eid, hold_key, reply[3], pool, state, None, None, registration_id,
                         mirror=False,
                     )  # fmt: skip
                 else:
@@ -766,9 +787,11 @@ class LedgerTx:
                 self.conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {savepoint}")
                 self._locked.pop(eid, None)
                 self._keys = {k for k in self._keys if k[0] != eid}
-            # else: earlier decisions of this transaction hold the event; the rebuild
-            # waits for the other sessions only and sees our own rows
-            self.ledger._rebuild_in(self.conn, eid)
+            else:  # earlier decisions of this transaction hold the event
+                # the rebuild sees this transaction's own rows (and releases): if it
+                # rolls back, the undo log cannot describe that state; drop the gate
+                self._rebuilt.add(eid)
+            self.ledger._rebuild_in(self.conn, eid, upgrade=savepoint is None)
         raise LedgerConflict(f"event {eid}: the gate could not be rebuilt")
 
     def _write(
@@ -834,6 +857,8 @@ class LedgerTx:
         undo, self._undo = self._undo, []
         self._deferred.clear()
         self._undo_entries(undo)
+        for eid in self._rebuilt:
+            self.ledger.poison(eid)
         self._reset()
 
     def _commit_failed(self) -> None:
@@ -847,6 +872,7 @@ class LedgerTx:
         self._locked.clear()
         self._keys.clear()
         self._touched.clear()
+        self._rebuilt.clear()
         self._marks.clear()
 
     def _detach(self) -> None:
@@ -883,6 +909,8 @@ class LedgerTx:
         del self._undo[mark.undo :]
         del self._deferred[mark.deferred :]
         self._undo_entries(undo)
+        for eid in self._rebuilt:
+            self.ledger.poison(eid)
         self._locked = mark.locked  # locks taken inside the savepoint are gone
         self._keys = mark.keys
 

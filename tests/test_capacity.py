@@ -462,3 +462,23 @@ def test_platform_ingest_with_redis_down_rolls_back(ledger, hub_settings):
     with transaction() as conn:
         upsert_registrations(conn, [_reg("1", "approved", "eventbrite-ingest-down")], actor="t")
     assert _pg(ledger.engine, event.id).channels["eventbrite"].confirmed == 1
+
+
+def test_gate_flushed_between_two_decisions_of_one_transaction(ledger, redis_client):
+    """The transaction holds the event; the rebuild inside it sees its own rows."""
+    event = _event(ledger.engine, "flush-in-tx", 2, {"native": None})
+    with ledger.begin() as tx:
+        assert tx.hold(event.id, "a", ttl_seconds=60).status == "held"
+        redis_client.delete(*ledger.keys(event.id))
+        assert tx.confirm(event.id, "a").status == "confirmed"
+        assert tx.hold(event.id, "b", ttl_seconds=60).status == "held"
+        assert tx.hold(event.id, "c", ttl_seconds=60).status == "full"
+    assert _agree(ledger, event.id) == []
+    # rolled back after the in-transaction rebuild: the gate forgets the seats again
+    with pytest.raises(ZeroDivisionError), ledger.begin() as tx:
+        tx.release(event.id, "b")
+        redis_client.delete(*ledger.keys(event.id))
+        assert tx.consume(event.id, "luma", "luma:1") == "confirmed"  # b was freed here
+        raise ZeroDivisionError
+    assert ledger.availability(event.id).sold_out  # b is held again, luma:1 never was
+    assert _agree(ledger, event.id) == []

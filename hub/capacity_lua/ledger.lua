@@ -103,7 +103,8 @@ if op == 'hold' then
   return {'held', pool, n.ex, prev, 'h'}
 
 elseif op == 'confirm' then
-  -- ARGV: key, nonce, channel, retake (1: a late confirm may take a free seat)
+  -- ARGV: key, nonce, channel, retake (1: a late confirm may take a free seat);
+  -- reply: outcome, pool, prev, channel
   local key, nonce, ch, retake = ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
   local prev = raw(key)
   local e = parse(prev ~= '' and prev or nil)
@@ -111,16 +112,16 @@ elseif op == 'confirm' then
     if e.st == 'h' then
       drop(key, e)
       put(key, {st = 'c', ch = e.ch, pool = e.pool, ex = 0, nonce = nonce})
-      return {'confirmed', e.pool, prev}
+      return {'confirmed', e.pool, prev, e.ch}
     end
-    if e.nonce == nonce then return {'confirmed', e.pool, ''} end
-    return {'already', e.pool, ''}
+    if e.nonce == nonce then return {'confirmed', e.pool, '', e.ch} end
+    return {'already', e.pool, '', e.ch}
   end
-  if not retake then return {'unknown', '', ''} end
+  if not retake then return {'unknown', '', '', ch} end
   local pool = seat(ch)
-  if not pool then return {'full', '', ''} end
+  if not pool then return {'full', '', '', ch} end
   put(key, {st = 'c', ch = ch, pool = pool, ex = 0, nonce = nonce})
-  return {'retaken', pool, ''}
+  return {'retaken', pool, '', ch}
 
 elseif op == 'consume' then
   -- ARGV: channel, nonce, key1, key2, ... (platform seats); per key: outcome, pool, prev
