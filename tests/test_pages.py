@@ -552,3 +552,15 @@ def test_cancelled_and_ended_events_take_no_registration(client, clean_db: Engin
         assert refused.status_code == 409 and refused.json["error"] == "event_closed"
     cancelled_ld = Page(client.get(f"/e/{cancelled.slug}").get_data(as_text=True)).jsonld()
     assert cancelled_ld["eventStatus"] == "https://schema.org/EventCancelled"
+
+
+def test_refusals_never_link_to_another_persons_order(client, clean_db: Engine) -> None:
+    event = make_event(clean_db)
+    first = post_json(client, event, person(email="can@example.com"))
+    order_no = first.json["order_no"]
+    again = post_form(client, event, person(email="CAN@example.com"))
+    assert again.status_code == 409
+    assert order_no not in again.get_data(as_text=True)
+    assert order_no not in json.dumps(
+        post_json(client, event, person(email="can@example.com")).json
+    )

@@ -624,7 +624,7 @@ def _checkout(body: Body, as_json: bool, lang: str, header_key: str | None) -> t
         response = (
             _refuse_json(400, "malformed", str(exc), fields={"body": str(exc)})
             if as_json
-            else _error_page(400, lang, "unavailable")
+            else _error_page(400, lang, "malformed")
         )
         raise _Refusal(response, "malformed", str(exc)) from None
     if fields.get("lang"):
@@ -723,17 +723,16 @@ def _checkout_refusal(
             platform=i18n.platform_name(platform, lang),
             date=i18n.format_short_date(registered_at, event.timezone, lang),
         )
-        if exc.data.get("order_no"):
-            link = f"/orders/{exc.data['order_no']}"
+        # never a link to the other order: its number is the key to that person's page,
+        # and anyone can type an e-mail address
         if as_json:
             return _refuse_json(
                 409, exc.error, message, platform=platform, registered_at=registered_at.isoformat()
             )
     elif isinstance(exc, hub_checkout.OrderInProgress):
-        message = i18n.t(lang, exc.message_key)
-        link = f"/orders/{exc.data['order_no']}"
+        message = i18n.t(lang, exc.message_key)  # no link to it either (see above)
         if as_json:
-            return _refuse_json(409, exc.error, message, order_url=link)
+            return _refuse_json(409, exc.error, message)
     elif isinstance(exc, hub_checkout.IdempotencyConflict):
         conflict = exc.data.get("fields") or ["body"]
         message = "this Idempotency-Key was already used with a different " + ", ".join(conflict)
