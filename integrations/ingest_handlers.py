@@ -168,7 +168,7 @@ def _drive_native_order(obj: Mapping[str, Any]) -> None:
     API (the webhook is only a hint) and let hub.checkout complete or expire the order.
     Runs in its own transactions (the seat ledger's), so it is idempotent across retries
     of this row; Stripe or the ledger unavailable -> retry the row later."""
-    from hub.capacity import LedgerUnavailable, SeatLedger
+    from hub.capacity import LedgerError, SeatLedger
     from hub.checkout import CheckoutError, apply_session, configure_payments
     from hub.ingest import RetryLater
     from hub.settings import get_settings
@@ -186,7 +186,7 @@ def _drive_native_order(obj: Mapping[str, Any]) -> None:
             ledger=SeatLedger.from_settings(settings),
             payments=lambda: StripeCheckout.from_settings(settings),
         )
-    except (LedgerUnavailable, StripeCheckoutError, ConfigurationError, CheckoutError) as exc:
+    except (LedgerError, StripeCheckoutError, ConfigurationError, CheckoutError) as exc:
         raise RetryLater(f"NATIVE_ORDER: {type(exc).__name__}: {exc}") from exc
 
 

@@ -125,9 +125,9 @@ def _ledger_errors() -> tuple[type[BaseException], ...]:
         psycopg.OperationalError,
     ]
     try:
-        from hub.capacity import LedgerUnavailable
+        from hub.capacity import LedgerError  # unavailable, or a conflict to retry
 
-        errors.append(LedgerUnavailable)
+        errors.append(LedgerError)
     except ImportError:
         errors.append(ImportError)
     return tuple(errors)
