@@ -284,6 +284,7 @@ class SeatLedger:
         self._load = redis_client.register_script(script("load"))
         self._poisoned: set[UUID] = set()
         self._poison_lock = threading.Lock()
+        self._keys: dict[UUID, list[str]] = {}
         _install_listeners(engine)
 
     @classmethod
@@ -309,14 +310,21 @@ class SeatLedger:
     # ----------------------------------------------------------------- keys, Redis calls
 
     def keys(self, event_id: UUID) -> list[str]:
-        base = f"{self.namespace}:seats:{event_id}"
-        return [base, f"{base}:holds", f"{base}:exp"]
+        """The event's hash, holds and expiry keys (cached: the hot path builds none)."""
+        found = self._keys.get(event_id)
+        if found is None:
+            base = f"{self.namespace}:seats:{event_id}"
+            found = [base, f"{base}:holds", f"{base}:exp"]
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            self._keys[event_id] = found
+        return found
 
     def _call(self, script_obj: Any, event_id: UUID, args: Sequence[Any]) -> list[Any]:
         if self._poisoned:
             self._drop_poisoned()
         try:
-            reply = script_obj(keys=self.keys(event_id), args=list(args), client=self.redis)
+            reply = script_obj(keys=self.keys(event_id), args=args, client=self.redis)
         except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
             self.poison(event_id)  # the outcome of the call is unknown
             raise LedgerUnavailable(f"Redis unreachable: {type(exc).__name__}") from None
