@@ -398,14 +398,42 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(_settings())
 
 
+def _docs_options(rest: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="hub dbt docs", description="generate the dbt docs site and serve it"
+    )
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--no-serve", action="store_true", help="generate only")
+    return parser.parse_args(rest)
+
+
 def cmd_dbt(args: argparse.Namespace) -> None:
+    """``hub dbt ARGS``: dbt with the hub's connection. ``hub dbt docs [--port 8080]
+    [--host H] [--no-serve]`` generates the docs site and serves it (``hub dbt docs
+    generate`` / ``serve`` still reach dbt as they are)."""
     from orchestration.dbt_env import dbt_env
 
     settings = _settings()
     env = os.environ | dbt_env(settings)
     dbt = str(Path(sys.executable).with_name("dbt"))
     project = PROJECT_ROOT / "dbt_project"
-    argv = [dbt, *args.dbt_args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    dbt_args = list(args.dbt_args)
+    if dbt_args[:1] == ["docs"] and (len(dbt_args) == 1 or dbt_args[1].startswith("-")):
+        from orchestration.analytics.docs import generate_docs, serve_argv
+
+        options = _docs_options(dbt_args[1:])
+        try:
+            target = generate_docs(settings)
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from exc
+        print(f"dbt docs generated in {target}")
+        if options.no_serve:
+            return
+        print(f"serving on http://{options.host}:{options.port}")
+        argv = serve_argv(options.port, options.host)
+        os.execvpe(argv[0], argv, env)
+    argv = [dbt, *dbt_args, "--project-dir", str(project), "--profiles-dir", str(project)]
     os.execvpe(dbt, argv, env)
 
 
@@ -477,14 +505,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sandbox", help="platform emulators")
     p.add_argument("action", choices=["up", "down", "status", "serve"])
-    p.add_argument("names", nargs="*", default=[], help="meetup, eventbrite, luma (default all)")
+    p.add_argument(
+        "names", nargs="*", default=[], help="meetup, eventbrite, luma, stripe (default all)"
+    )
     p.add_argument("--port", type=int)
     p.set_defaults(func=cmd_sandbox)
+
+    from hub_cli import capacity_cmd
+
+    capacity_cmd.register(sub)
 
     sub.add_parser("up", help="start the whole stack in the background").set_defaults(func=cmd_up)
     sub.add_parser("down", help="stop the whole stack").set_defaults(func=cmd_down)
     sub.add_parser("demo", help="run the end-to-end scenario").set_defaults(func=cmd_demo)
-    p = sub.add_parser("dbt", help="run dbt with the hub's connection")
+    p = sub.add_parser(
+        "dbt", help="run dbt with the hub's connection; `hub dbt docs` serves the docs site"
+    )
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_dbt)
     return parser

@@ -24,7 +24,7 @@ def _drop_dbt_schemas(engine):
     downgrade those tables)."""
     yield
     with engine.begin() as conn:
-        for schema in ("staging", "intermediate", "marts", "analytics"):
+        for schema in ("staging", "intermediate", "marts", "pii", "analytics"):
             conn.execute(text(f'drop schema if exists "{schema}" cascade'))
 
 

@@ -1,40 +1,26 @@
-with
-
-source as (
-
-    select * from {{ source('app', 'registrations') }}
-
-),
-
-renamed as (
-
-    select
-        ---------- ids
-        id as registration_id,
-        event_id,
-        platform_registration_id,
-        platform_event_id,
-
-        ---------- text
-        platform,
-        full_name,
-        email_normalized as email,
-        phone_e164,
-        status as registration_status,
-        payment_status,
-        currency,
-
-        ---------- numbers
-        amount_minor,
-
-        ---------- timestamps
-        registered_at,
-        platform_updated_at,
-        created_at,
-        updated_at
-
-    from source
-
-)
-
-select * from renamed
+-- One row per registration on any channel (app.registrations), renamed and typed.
+select
+    id as registration_id,
+    event_id,
+    platform_registration_id,
+    platform_event_id,
+    platform,
+    full_name,
+    email as email_as_written,
+    email_normalized as email,
+    phone as phone_as_written,
+    phone_e164,
+    status as registration_status,
+    payment_status,
+    currency,
+    amount_minor,
+    consent_text,
+    consent_at,
+    ref_code,
+    order_no,
+    raw as platform_json,
+    registered_at,
+    platform_updated_at,
+    created_at,
+    updated_at
+from {{ source('app', 'registrations') }}
