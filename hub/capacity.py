@@ -133,6 +133,7 @@ class AccountingCounts:
     waitlisted: int = 0
     freed: int = 0
     existing: int = 0
+    upgraded: int = 0  # overbooked seats (policy keep) that took a seat freed since
 
     def __add__(self, other: AccountingCounts) -> AccountingCounts:
         return AccountingCounts(
@@ -141,6 +142,7 @@ class AccountingCounts:
             self.waitlisted + other.waitlisted,
             self.freed + other.freed,
             self.existing + other.existing,
+            self.upgraded + other.upgraded,
         )
 
 
@@ -716,6 +718,24 @@ class LedgerTx:
         )  # fmt: skip
         return status
 
+    def upgrade_overbooked(
+        self, event_id: UUID | str, hold_key: str, *, registration_id: int | None = None
+    ) -> str:
+        """An overbooked platform seat takes a seat freed since (policy ``keep``: the
+        person keeps the ticket, so a freed seat goes to them before anyone else):
+        ``confirmed``, or ``existing`` when the room is still full."""
+        eid = _uuid(event_id)
+        reply = self._decide(eid, hold_key, ["upgrade", uuid.uuid4().hex, hold_key])
+        status, pool, prev = reply[0], reply[1], reply[2]
+        if status != "confirmed":
+            return "existing"
+        self._undo.append((eid, hold_key, prev))
+        channel = hold_key.split(":", 1)[0]
+        self._write(
+            eid, hold_key, channel, pool, "confirmed", None, None, registration_id, mirror=True
+        )
+        return status
+
     def release(
         self,
         event_id: UUID | str,
@@ -979,7 +999,9 @@ _ACCOUNT_SQL = text(
          or (r.status in ('cancelled', 'declined')
              and s.status in ('confirmed', 'overbooked', 'held'))
          or (r.status = 'approved' and s.status = 'overbooked'
-             and e.overbooking_policy = 'waitlist'))
+             and e.overbooking_policy = 'waitlist')
+         or (r.status in ('approved', 'attended', 'no_show') and s.status = 'overbooked'
+             and e.overbooking_policy = 'keep'))
      order by r.event_id, r.platform, r.platform_registration_id
     """
 )
@@ -999,7 +1021,8 @@ def account_platform_seats(
     an approved / attended / no-show registration without a seat consumes one (or is
     recorded ``overbooked`` when the room is full; under the event's policy
     ``waitlist`` an approved one then moves to the ``waitlist`` status, audited); a
-    cancelled or declined one frees its seat.
+    cancelled or declined one frees its seat; an overbooked one of policy ``keep`` takes
+    a seat freed since (before anyone else can).
 
     The gate is taken here too: with Redis down this raises ``LedgerUnavailable`` and
     the caller's transaction rolls back (hub.ingest retries the raw row; a pull fails
@@ -1021,6 +1044,10 @@ def account_platform_seats(
                 if tx.free_seat(r.event_id, key, reason=f"registration {r.status}"):
                     counts.freed += 1
                 continue
+            if r.seat == "overbooked" and r.policy == "keep":
+                if tx.upgrade_overbooked(r.event_id, key, registration_id=r.id) == "confirmed":
+                    counts.upgraded += 1
+                continue
             if r.seat == "overbooked":
                 outcome = "overbooked"
             else:
@@ -1035,6 +1062,23 @@ def account_platform_seats(
                 if r.policy == "waitlist" and r.status == "approved":
                     _move_to_waitlist(conn, r.id, r.status, actor)
                     counts.waitlisted += 1
+    return counts
+
+
+def settle_overbooked(ledger: SeatLedger) -> AccountingCounts:
+    """For every event with overbooked platform seats: account its registrations again
+    (the expired-holds sensor calls it each minute, so seats freed by expired native holds
+    or native refunds reach the overbooked people of policy ``keep`` first)."""
+    with ledger.engine.connect() as conn:
+        ids = list(
+            conn.scalars(
+                text("select distinct event_id from app.seat_holds where status = 'overbooked'")
+            )
+        )
+    counts = AccountingCounts()
+    for event_id in ids:
+        with ledger.engine.begin() as conn:
+            counts += account_platform_seats(conn, [event_id], ledger=ledger)
     return counts
 
 

@@ -23,6 +23,7 @@ from hub.capacity import (
     account_platform_seats,
     register_expiry_hook,
     release_expired_holds,
+    settle_overbooked,
 )
 from hub.db import transaction
 from hub.events import create_event, parse_spec
@@ -348,6 +349,19 @@ def test_platform_registrations_after_full_are_overbooked(ledger, policy):
     assert again.consumed == again.freed == 0
     counts = _pg(ledger.engine, event.id)
     assert counts.channels["eventbrite"].confirmed == 1
+    # the freed seat goes to an overbooked person first under 'keep' (each minute, or on
+    # the next accounting); the waitlisted ones wait for the waitlist's own process
+    settled = settle_overbooked(ledger)
+    counts = _pg(ledger.engine, event.id)
+    if policy == "keep":
+        assert settled.upgraded == 1
+        assert (
+            counts.channels["eventbrite"].confirmed,
+            counts.channels["eventbrite"].overbooked,
+        ) == (2, 1)
+    else:
+        assert settled.upgraded == 0 and counts.channels["eventbrite"].confirmed == 1
+    assert counts.taken == 3 if policy == "keep" else counts.taken == 2
     assert _agree(ledger, event.id) == []
 
 

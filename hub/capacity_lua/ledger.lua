@@ -153,6 +153,26 @@ elseif op == 'consume' then
   end
   return out
 
+elseif op == 'upgrade' then
+  -- ARGV: nonce, key1, ...: overbooked platform seats take a seat freed since (their
+  -- channel's quota, then shared); per key: outcome (confirmed|existing), pool, prev
+  local nonce = ARGV[2]
+  local out = {}
+  for i = 3, #ARGV do
+    local key = ARGV[i]
+    local prev = raw(key)
+    local e = parse(prev ~= '' and prev or nil)
+    local pool = (e and e.st == 'o') and seat(e.ch) or nil
+    if pool then
+      drop(key, e)
+      put(key, {st = 'c', ch = e.ch, pool = pool, ex = 0, nonce = nonce})
+      table.insert(out, 'confirmed'); table.insert(out, pool); table.insert(out, prev)
+    else
+      table.insert(out, 'existing'); table.insert(out, e and e.pool or ''); table.insert(out, '')
+    end
+  end
+  return out
+
 elseif op == 'release' then
   -- ARGV: only_held (1/0), key1, ...; per key: outcome (released|kept|none), prev
   local only_held = ARGV[2] == '1'

@@ -4,7 +4,9 @@ hub.capacity, in the request).
 
 * ``expired_holds_sensor`` (running by default, every minute) releases holds whose
   expiry passed (``hub.capacity.release_expired_holds``: the rows become ``expired``,
-  the checkout's hooks expire the order and its Stripe session). It does the work in
+  the checkout's hooks expire the order and its Stripe session), then gives seats freed
+  since to overbooked platform registrations of policy ``keep``
+  (``hub.capacity.settle_overbooked``). It does the work in
   the tick, like the outbox watch: a run per minute would flood the run list. When the
   number of overbooked seats changes it launches ``seat_ledger_job`` so the asset shows
   them.
@@ -37,7 +39,12 @@ from dagster import (
 )
 from sqlalchemy import text
 
-from hub.capacity import LedgerUnavailable, SeatLedger, release_expired_holds
+from hub.capacity import (
+    LedgerUnavailable,
+    SeatLedger,
+    release_expired_holds,
+    settle_overbooked,
+)
 from hub.seat_counts import seat_counts_many
 from hub.settings import get_settings
 from orchestration.resources import HubDatabase, HubRedis
@@ -260,14 +267,19 @@ def expired_holds_sensor(
 ):
     """Every minute: release the holds whose expiry passed; show the ledger again when
     the number of overbooked seats changed."""
+    ledger = ledger_for(hub_db, hub_redis)
     try:
-        released = release_expired_holds(ledger_for(hub_db, hub_redis), limit=EXPIRE_LIMIT)
+        released = release_expired_holds(ledger, limit=EXPIRE_LIMIT)
+        upgraded = settle_overbooked(ledger).upgraded
     except LedgerUnavailable as exc:
         return SkipReason(f"Redis unreachable, no hold released this minute: {exc}")
     overbooked = _overbooked_total(hub_db.engine())
     previous = context.cursor
     context.update_cursor(str(overbooked))
-    note = f"released {released} expired hold(s); {overbooked} overbooked seat(s)"
+    note = (
+        f"released {released} expired hold(s); {upgraded} overbooked seat(s) took a freed "
+        f"seat; {overbooked} overbooked seat(s)"
+    )
     context.log.info(note)
     if previous is not None and previous != str(overbooked):
         return RunRequest(
