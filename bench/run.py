@@ -26,6 +26,10 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "slow-clients": ("bench.slow_clients", ("receiver-slow-clients",)),
     "frozen-db": ("bench.frozen_db", ("receiver-frozen-db",)),
     "emails": ("bench.emails", ("payment-emails",)),
+    "seats": (
+        "bench.seats",
+        ("seats-rush", "seats-rush-redis-restart", "seats-hold-throughput"),
+    ),
     "mirror": ("bench.mirror", ("mirror-sold-out",)),
 }
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"

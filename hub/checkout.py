@@ -91,6 +91,7 @@ class LedgerTx(Protocol):  # hub.capacity.LedgerTx
 
 class Ledger(Protocol):  # hub.capacity.SeatLedger
     def begin(self) -> Any: ...
+    def availability(self, event_id: UUID) -> Any: ...
 
 
 class Payments(Protocol):  # integrations.stripe_checkout.StripeCheckout
@@ -508,6 +509,11 @@ def create_order(
         closed = EventClosed(f"event {event.slug} has ended")
         closed.message_key = "ended"
         raise closed
+    if ledger.availability(event.id).sold_out:
+        # A read of the gate before any lock or row: in a rush most attempts find the
+        # room full, and each should cost one Redis read, not a transaction. Nothing is
+        # decided on this read: a seat freed a moment later goes to the next attempt.
+        raise SoldOut(f"event {event.slug} is sold out")
     order_no = new_order_no()
     try:
         with ledger.begin() as tx:

@@ -30,7 +30,9 @@ from hub.migrate import upgrade
 from hub.settings import SANDBOX_PORTS, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SIMULATED = {"meetup": 40, "eventbrite": 30, "luma": 25}
+# Fewer than the shared pool (60 of 100 seats; 40 are the native pages'), so the seat
+# ledger step can sell the rest through the landing page and end sold out everywhere.
+SIMULATED = {"meetup": 20, "eventbrite": 14, "luma": 12}
 
 
 class Printer:
@@ -156,6 +158,10 @@ def run_demo(settings: Settings) -> None:
         out.line(stack.start_receiver(settings))
         if not receiver_was_up:
             started_here.append("receiver")
+        relay_was_up = processes.status(settings, "outbox").running
+        out.line(stack.start_outbox_relay(settings))
+        if not relay_was_up:
+            started_here.append("outbox")
 
         out.step("createEvent")
         spec_data = yaml.safe_load((PROJECT_ROOT / "examples" / "event.yaml").read_text())
@@ -271,6 +277,19 @@ def run_demo(settings: Settings) -> None:
 
         faults_step(
             out, engine, defs, instance, lambda name: _sandbox_url(settings, name), _run_job
+        )
+
+        from orchestration.demo_seats import run_step as seats_step
+
+        seats_step(
+            out,
+            settings,
+            engine,
+            defs,
+            instance,
+            event,
+            lambda name: _sandbox_url(settings, name),
+            _run_job,
         )
 
         out.step("Analytics: dbt staging models (Dagster analytics_build_job)")

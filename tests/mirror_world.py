@@ -1,6 +1,6 @@
 """Helpers for the capacity-mirror tests: an event published to the three sandboxes over
 real HTTP, seats written straight into the ledger, the platforms read back through their
-own APIs (bench.mirror's probes, not the adapters), and a relay in a thread."""
+own APIs (integrations.sandbox.probes, not the adapters), and a relay in a thread."""
 
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from bench.mirror import PlatformState, platform_ids, platform_state, take_native_seat
+from bench.mirror import platform_ids, take_native_seat
 from hub.db import get_engine, transaction
 from hub.events import create_event, parse_spec
 from hub.outbox_relay import Relay, RelayPolicy
 from hub.vault import Vault
 from integrations.factory import build_adapter
+from integrations.sandbox.probes import PlatformState, platform_state
 from orchestration.syndication.publisher import sync_event
 from tests.sandboxes import PLATFORMS, Sandboxes
 
