@@ -694,6 +694,7 @@ def _free_port() -> int:
 
 def test_hub_dbt_docs_generates_and_serves_the_site(clean_db):
     build_world()
+    dbt("run")  # the catalog describes what is in the database
     env = os.environ.copy()
     proc = subprocess.run(
         [sys.executable, "-m", "hub_cli.main", "dbt", "docs", "--no-serve"],
