@@ -29,6 +29,18 @@ Why it never oversells and never loses a confirmed seat:
 
 Callers that change an event's capacity or allocations call :meth:`SeatLedger.invalidate`
 in the same transaction.
+
+Limits worth knowing:
+
+* A transaction that made a decision on an event and then finds the gate gone (flush
+  between two of its decisions) rebuilds it inside itself if no other transaction holds
+  the event; otherwise it gets ``LedgerConflict`` after 250 ms (retry the transaction)
+  instead of a deadlock.
+* A seat freed in a transaction is not available to later decisions of the same
+  transaction (Redis frees it at commit).
+* The ledger's Redis must not evict keys (``maxmemory-policy noeviction``): losing one
+  of an event's three keys alone (not the event hash) is not detected. FLUSHALL, DEL of
+  the event hash, a restart (with or without an RDB/AOF file) and a failover are.
 """
 
 from __future__ import annotations
