@@ -70,7 +70,9 @@ EVENT_LOCK_CLASS = 0x48554231  # "HUB1": pg_advisory_xact_lock(<class>, <event h
 KEY_LOCK_CLASS = 0x48554232  # "HUB2": one hold key
 MAX_REBUILD_ATTEMPTS = 5
 UPGRADE_LOCK_TIMEOUT_MS = 250
-ACTIVE_REGISTRATION = ("approved", "attended", "no_show")
+# A platform registration waiting for the host's approval holds its seat: the host may
+# approve it on the platform at any moment, outside the hub (Luma's pending_approval).
+ACTIVE_REGISTRATION = ("pending", "approved", "attended", "no_show")
 ENDED_REGISTRATION = ("cancelled", "declined")
 
 _STATE_NAMES = {"h": "held", "c": "confirmed", "o": "overbooked"}

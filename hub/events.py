@@ -184,6 +184,14 @@ def update_event(
         reason=reason,
         data={k: str(v) for k, v in changed.items()},
     )
+    if "total_capacity" in changed:
+        # The seat ledger's gate holds the old size: drop it under the event's exclusive
+        # lock (rebuilt from these values after commit) and tell the platforms.
+        from hub.capacity import SeatLedger
+        from hub.outbox import enqueue_capacity_mirror
+
+        SeatLedger.from_settings().invalidate(conn, current.id)
+        enqueue_capacity_mirror(conn, current.id)
     return get_event(conn, current.id)
 
 

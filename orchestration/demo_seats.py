@@ -131,6 +131,11 @@ def run_step(
                 paused = True
             began = time.perf_counter()
             status, order_no = _buy(client, event.slug, n)
+            if status == 429:  # the per-client limit: wait as told, then the same person
+                refused[429] += 1
+                n -= 1
+                time.sleep(5)
+                continue
             durations.append(time.perf_counter() - began)
             if status == 201:
                 sold += 1
@@ -146,7 +151,7 @@ def run_step(
                 )
                 eventbrite_late = late.json().get("ids", []) or ["none"]
                 os.kill(relay, signal.SIGCONT)
-            if status == 409 or n > 500:
+            if status in (409, 410) or n > 300:
                 break
     if paused and not eventbrite_late and relay:
         with suppress(ProcessLookupError):

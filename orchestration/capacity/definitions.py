@@ -39,6 +39,7 @@ from dagster import (
 )
 from sqlalchemy import text
 
+from hub import checkout as hub_checkout  # registers the order-expiry hook of the ledger
 from hub.capacity import (
     LedgerUnavailable,
     SeatLedger,
@@ -47,7 +48,12 @@ from hub.capacity import (
 )
 from hub.seat_counts import seat_counts_many
 from hub.settings import get_settings
+from integrations.stripe_checkout import StripeCheckout
 from orchestration.resources import HubDatabase, HubRedis
+
+# An expired hold of a paid order also expires its Stripe Checkout Session, through the
+# API, when the job releases it (the client is built only when one is needed).
+hub_checkout.configure_payments(lambda: StripeCheckout.from_settings(get_settings()))
 
 SEAT_LEDGER = AssetKey(["capacity", "seat_ledger"])
 EXPIRE_LIMIT = 5000  # holds released per tick at most
