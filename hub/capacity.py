@@ -1008,14 +1008,12 @@ _ACCOUNT_SQL = text(
       left join app.seat_holds s
         on s.event_id = r.event_id and s.hold_key = r.platform || ':' || r.platform_registration_id
      where r.event_id = any(:ids) and r.platform <> 'native'
-       and ((r.status in ('approved', 'attended', 'no_show')
+       and ((r.status = any(:active)
              and (s.status is null or s.status in ('released', 'expired', 'held')))
-         or (r.status in ('cancelled', 'declined')
-             and s.status in ('confirmed', 'overbooked', 'held'))
-         or (r.status = 'approved' and s.status = 'overbooked'
-             and e.overbooking_policy = 'waitlist')
-         or (r.status in ('approved', 'attended', 'no_show') and s.status = 'overbooked'
-             and e.overbooking_policy = 'keep'))
+         or (r.status = any(:ended) and s.status in ('confirmed', 'overbooked', 'held'))
+         or (r.status = 'waitlist' and s.status in ('confirmed', 'held'))
+         or (r.status = any(:active) and s.status = 'overbooked'
+             and e.overbooking_policy in ('waitlist', 'keep')))
      order by r.event_id, r.platform, r.platform_registration_id
     """
 )
@@ -1047,14 +1045,18 @@ def account_platform_seats(
     counts = AccountingCounts()
     if not ids:
         return counts
-    rows = conn.execute(_ACCOUNT_SQL, {"ids": ids}).all()
+    rows = conn.execute(
+        _ACCOUNT_SQL,
+        {"ids": ids, "active": list(ACTIVE_REGISTRATION), "ended": list(ENDED_REGISTRATION)},
+    ).all()
     if not rows:
         return counts
     ledger = ledger or SeatLedger.from_settings()
     with ledger.attach(conn) as tx:
         for r in rows:
             key = f"{r.platform}:{r.platform_registration_id}"
-            if r.status in ENDED_REGISTRATION:
+            if r.status in ENDED_REGISTRATION or r.status == "waitlist":
+                # cancelled, declined, or put on the platform's own waitlist: no seat
                 if tx.free_seat(r.event_id, key, reason=f"registration {r.status}"):
                     counts.freed += 1
                 continue
@@ -1073,7 +1075,7 @@ def account_platform_seats(
             elif outcome == "overbooked":
                 if r.seat != "overbooked":
                     counts.overbooked += 1
-                if r.policy == "waitlist" and r.status == "approved":
+                if r.policy == "waitlist" and r.status in ("approved", "pending"):
                     _move_to_waitlist(conn, r.id, r.status, actor)
                     counts.waitlisted += 1
     return counts

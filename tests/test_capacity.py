@@ -365,6 +365,27 @@ def test_platform_registrations_after_full_are_overbooked(ledger, policy):
     assert _agree(ledger, event.id) == []
 
 
+def test_pending_platform_guest_holds_a_seat_and_the_platform_waitlist_frees_it(ledger):
+    """A Luma guest pending the host's approval can be approved on Luma at any moment, so
+    it holds a seat (the mirror must not sell it twice); a guest the platform moves to
+    its own waitlist gives the seat back."""
+    slug = "pending-luma"
+    event = _event(ledger.engine, slug, 2, {"native": None, "luma": None}, publish=("luma",))
+    regs = [_reg(str(i), "pending", f"luma-{slug}", platform=Platform.LUMA) for i in (1, 2)]
+    with transaction() as conn:
+        upsert_registrations(conn, regs, actor="test")
+    counts = _pg(ledger.engine, event.id)
+    assert counts.channels["luma"].confirmed == 2 and counts.available("native") == 0
+    with transaction() as conn:
+        upsert_registrations(
+            conn, [_reg("2", "waitlist", f"luma-{slug}", platform=Platform.LUMA, minute=5)],
+            actor="test",
+        )  # fmt: skip
+    counts = _pg(ledger.engine, event.id)
+    assert counts.channels["luma"].confirmed == 1 and counts.available("native") == 1
+    assert _agree(ledger, event.id) == []
+
+
 def test_cli_show_and_rebuild(ledger, hub_settings):
     event = _event(ledger.engine, "cli-show", 10, {"native": 4, "luma": None})
     with ledger.begin() as tx:
