@@ -24,20 +24,27 @@
 -- own dates) and the identity's label_changed_at (a merge gives old rows a new member
 -- id). The first re-reads var incremental_lookback before the newest value it holds
 -- (a late commit); the second is written by the dbt run before this one, no lookback.
-with registrations as (
-    select * from {{ ref('stg_app__registrations') }}
-    {% if is_incremental() %}
+with
+{% if is_incremental() %}
+changed as (
+    -- two index-friendly sets, unioned (an OR with a sub-select would be re-run per row)
+    select registration_id from {{ ref('stg_app__registrations') }}
     where updated_at > (
         select coalesce(max(registration_updated_at), '-infinity'::timestamptz)
                - interval '{{ var("incremental_lookback") }}'
         from {{ this }}
     )
-    or registration_id in (
-        select record_id from {{ ref('int_identity__record_members') }}
-        where label_changed_at > (
-            select coalesce(max(identity_changed_at), '-infinity'::timestamptz) from {{ this }}
-        )
+    union
+    select record_id from {{ ref('int_identity__record_members') }}
+    where label_changed_at > (
+        select coalesce(max(identity_changed_at), '-infinity'::timestamptz) from {{ this }}
     )
+),
+{% endif %}
+registrations as (
+    select * from {{ ref('stg_app__registrations') }}
+    {% if is_incremental() %}
+    where registration_id in (select registration_id from changed)
     {% endif %}
 ),
 members as (
