@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,18 +19,14 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from hub import checkout as hub_checkout
 from hub.events import create_event, parse_spec
 from hub.ingest import process_pending
 from hub.models import Event
-from hub.settings import Settings, load_settings
+from hub.settings import Settings
 from integrations.ingest_handlers import build_handlers
-from integrations.sandbox.common import serve_in_thread
-from integrations.sandbox.credentials import RECEIVER_SECRETS
 
 CHROMIUM = os.environ.get("HUB_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("HUB_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -81,30 +76,10 @@ def browser() -> Iterator[Any]:
 @pytest.fixture()
 def site(tmp_path, hub_settings: Settings, clean_db: Engine) -> Iterator[dict[str, Any]]:
     """The receiver (pages + webhooks) and the Stripe emulator, both on real ports."""
-    from stripe_sandbox import running_stripe
+    from checkout_site import checkout_site
 
-    from integrations.stripe_checkout import StripeCheckout
-    from webhook_receiver.app import create_app
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    with running_stripe(tmp_path, webhook_url=f"{url}/webhooks/stripe") as box:
-        settings = load_settings().model_copy(
-            update={
-                "public_base_url": url,
-                "stripe_webhook_secret": SecretStr(RECEIVER_SECRETS["stripe_webhook_secret"]),
-            }
-        )
-        app = create_app(settings)
-        app.config["CHECKOUT_RATE_LIMIT"] = (1000, 60)
-        server = serve_in_thread(app, port=port)
-        hub_checkout.configure_payments(lambda: StripeCheckout.from_settings(settings))
-        try:
-            yield {"url": url, "box": box, "engine": clean_db}
-        finally:
-            server.stop()
+    with checkout_site(tmp_path) as running:
+        yield {"url": running.url, "box": running.box, "engine": clean_db}
 
 
 def make_event(engine: Engine, **overrides: Any) -> Event:

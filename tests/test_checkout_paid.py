@@ -15,22 +15,19 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from checkout_site import checkout_site
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
-from stripe_sandbox import StripeBox, running_stripe
+from stripe_sandbox import StripeBox
 
-from hub import checkout as hub_checkout
 from hub.capacity import SeatLedger, release_expired_holds
 from hub.events import create_event, parse_spec
 from hub.ingest import process_pending
 from hub.models import Event
-from hub.settings import Settings, load_settings
+from hub.settings import Settings
 from integrations.ingest_handlers import build_handlers
-from integrations.sandbox.common import ServerHandle, serve_in_thread
-from integrations.sandbox.credentials import RECEIVER_SECRETS
+from integrations.sandbox.common import ServerHandle
 from integrations.stripe_checkout import StripeCheckout
-from webhook_receiver.app import create_app
 
 
 @dataclass
@@ -68,28 +65,11 @@ class Stack:
 
 @pytest.fixture()
 def stack(tmp_path, hub_settings: Settings, clean_db: Engine) -> Iterator[Stack]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    receiver_url = f"http://127.0.0.1:{port}"
-    with running_stripe(tmp_path, webhook_url=f"{receiver_url}/webhooks/stripe") as box:
-        settings = load_settings().model_copy(
-            update={
-                "public_base_url": receiver_url,
-                "stripe_webhook_secret": SecretStr(RECEIVER_SECRETS["stripe_webhook_secret"]),
-            }
-        )
-        app = create_app(settings)
-        app.config["CHECKOUT_RATE_LIMIT"] = (1000, 60)
-        server = serve_in_thread(app, port=port)
-        hub_checkout.configure_payments(lambda: StripeCheckout.from_settings(settings))
-        try:
-            with httpx.Client(base_url=receiver_url, timeout=20) as http:
-                yield Stack(box, server, http, clean_db, settings)
-        finally:
-            server.stop()
+    with (
+        checkout_site(tmp_path) as site,
+        httpx.Client(base_url=site.url, timeout=20) as http,
+    ):
+        yield Stack(site.box, site.server, http, clean_db, site.settings)
 
 
 def paid_event(engine: Engine, **overrides: Any) -> Event:
