@@ -57,6 +57,7 @@ CAPACITY = 100
 NATIVE_QUOTA = 40
 PLATFORM_DEMAND = {"meetup": 50, "eventbrite": 50, "luma": 50}
 HOLD_OPS = 10_000
+KILL_AFTER_CONFIRMED = NATIVE_QUOTA // 2
 
 
 # --------------------------------------------------------------------------- redis
@@ -196,8 +197,13 @@ async def _rush(base: str, slug: str, crash: PrivateRedis | None) -> dict[str, A
                     status, order = 599, None
                 results.append((status, time.perf_counter() - began, order))
             answered += 1
-            if crash is not None and answered == ATTEMPTS // 3 and not crash_state:
+            confirmed = sum(1 for r in results if r[0] == 201)
+            # Mid-sale: half the native quota sold, the rest (and the shared pool) still
+            # to sell after Redis comes back empty.
+            if crash is not None and confirmed >= KILL_AFTER_CONFIRMED and not crash_state:
                 crash_state["killed_at"] = time.perf_counter()
+                crash_state["answered"] = answered
+                crash_state["confirmed"] = confirmed
                 crash.kill()
                 log("redis-server killed (SIGKILL) mid-run")
                 await asyncio.sleep(1.0)
@@ -377,10 +383,13 @@ def _rush_figure(key: str, title: str, outcome: dict[str, Any], crash: bool) -> 
     if crash and rush["crash"]:
         gap = rush["crash"]["restarted_at"] - rush["crash"]["killed_at"]
         lines.append(
-            f"- Redis killed with SIGKILL after {ATTEMPTS // 3} answers and restarted empty "
+            f"- Redis killed with SIGKILL mid-sale, after {rush['crash']['answered']} answers "
+            f"({rush['crash']['confirmed']} native seats confirmed), and restarted empty "
             f"{gap:.1f} s later (no persistence): {statuses.get(503, 0)} requests refused "
             "with 503 while it was gone; the gate was rebuilt from PostgreSQL under the "
-            "advisory lock on the first decision after."
+            "advisory lock on the first decision after, and "
+            f"{(native.confirmed if native else 0) - rush['crash']['confirmed']} more native "
+            "seats were sold through it."
         )
     lines.append(
         "- Checks: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in checks.items())
