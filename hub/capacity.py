@@ -341,7 +341,10 @@ class SeatLedger:
             self._drop_poisoned()
         try:
             reply = script_obj(keys=self.keys(event_id), args=args, client=self.redis)
-        except (redis_lib.ConnectionError, redis_lib.TimeoutError) as exc:
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError, ValueError) as exc:
+            # ValueError: redis-py's reader on a socket its timeout closed mid-reply
+            # ("I/O operation on closed file"): the call's outcome is as unknown as after
+            # a ConnectionError, so the same answer.
             self.poison(event_id)  # the outcome of the call is unknown
             raise LedgerUnavailable(f"Redis unreachable: {type(exc).__name__}") from None
         return _s(reply) if isinstance(reply, list) else reply

@@ -446,6 +446,34 @@ def test_redis_down_is_503_and_nothing_sold(hub_settings: Settings, clean_db: En
     assert client.get(f"/e/{event.slug}").status_code == 200  # the page falls back to PG
 
 
+def test_redis_reader_closed_mid_handshake_is_retried_then_503(
+    app, clean_db: Engine, monkeypatch
+) -> None:
+    """redis-py raises ValueError ("I/O operation on closed file") when its socket
+    timeout closed a connection mid-handshake (seen under the 2,000-checkout bench as a
+    500): the rate limiter tries once more, and answers 503 (nothing sold) if it fails
+    again, never 500."""
+    import redis.client
+
+    event = make_event(clean_db)
+    real = redis.client.Pipeline.execute
+    failures = {"left": 1}
+
+    def flaky(self, *args, **kwargs):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ValueError("I/O operation on closed file.")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", flaky)
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = f"10.252.{uuid.uuid4().int % 250}.9"
+    assert post_json(client, event, person()).status_code == 201  # the retry succeeded
+    failures["left"] = 2
+    response = post_json(client, event, person(email="second.person@example.com"))
+    assert response.status_code == 503 and response.headers["Retry-After"]
+
+
 def test_oversize_and_malformed(client, clean_db: Engine) -> None:
     event = make_event(clean_db)
     huge = person(full_name="A" * 40_000)

@@ -599,8 +599,13 @@ def _checkout(body: Body, as_json: bool, lang: str, header_key: str | None) -> t
         )
         raise _Refusal(response, "oversize", message)
     try:
-        wait = _rate_limited()
-    except redis_lib.RedisError:
+        try:
+            wait = _rate_limited()
+        except (redis_lib.ConnectionError, redis_lib.TimeoutError, ValueError):
+            # one more try on a fresh connection: redis-py raises ValueError ("I/O
+            # operation on closed file") when its timeout closed a socket mid-handshake
+            wait = _rate_limited()
+    except (redis_lib.RedisError, ValueError):
         raise _Refusal(
             _unavailable(as_json, lang), "unavailable", "rate limiter unavailable"
         ) from None
