@@ -12,6 +12,7 @@ SANDBOXES: dict[str, str] = {
     "eventbrite": "integrations.sandbox.eventbrite",
     "luma": "integrations.sandbox.luma",
     "stripe": "integrations.sandbox.stripe",
+    "netgsm": "integrations.sandbox.netgsm",
 }
 
 
