@@ -119,6 +119,13 @@ class _PerNumber:
 
 
 def _parse_report_date(value: str) -> datetime | None:
+    """RFC 3339 (the document's ``date-time``), ``dd.MM.yyyy HH:mm:ss`` (its example, the
+    python SDK) or ``ddMMyyyyHHmmss`` (the JS SDK); naive times are Turkey's."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=ISTANBUL)
+    except ValueError:
+        pass
     for fmt in (DATE_FORMAT, "%d%m%Y%H%M%S", "%d%m%Y%H%M"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=ISTANBUL)
@@ -302,7 +309,7 @@ def create_app(
 
     @app.get("/sms/rest/v2/msgheader")
     def msgheader() -> Response:
-        return reply("00", SEND_CODES, msgheaders=list(sandbox.account()["msgheaders"]))
+        return reply("00", REPORT_CODES, msgheaders=list(sandbox.account()["msgheaders"]))
 
     @app.get("/sms/rest/v2/inbox")
     def inbox_list() -> Response:

@@ -25,7 +25,14 @@ from integrations.sandbox.netgsm.keys import NETGSM_MSGHEADER, NETGSM_PASSWORD, 
 from integrations.sandbox.netgsm.wire import OPERATORS
 
 JOBID_START = 1737000000001
-DATE_FORMAT = "%d.%m.%Y %H:%M:%S"  # the python SDK's report date format
+# Dates in replies are RFC 3339 date-times, as the document's ``format: date-time`` says
+# (its example and the python SDK say ``dd.MM.yyyy HH:mm:ss``: a conflict CONTRACTS.md
+# lists; requests may use any of the three forms, see routes._parse_report_date).
+DATE_FORMAT = "%d.%m.%Y %H:%M:%S"
+
+
+def stamp(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
 
 
 def default_account() -> dict[str, Any]:
@@ -96,7 +103,7 @@ class NetgsmSandbox:
             )
         job = {
             "jobid": jobid,
-            "created_at": now.strftime(DATE_FORMAT),
+            "created_at": stamp(now),
             "created_ts": now.timestamp(),
             "msgheader": request["msgheader"],
             "encoding": request.get("encoding"),
@@ -151,7 +158,7 @@ class NetgsmSandbox:
                     message["status"], message["errorCode"] = 3, 0
                 else:
                     message["status"], message["errorCode"] = 1, 0
-                message["deliveredDate"] = now.strftime(DATE_FORMAT)
+                message["deliveredDate"] = stamp(now)
             self.store.update("job", jobid, job)
         return [report_entry(job, m) for m in job["messages"]]
 
@@ -167,7 +174,7 @@ class NetgsmSandbox:
             for message in job["messages"]:
                 if number is None or message["number"] == number:
                     message["status"], message["errorCode"] = status, error_code
-                    message["deliveredDate"] = now.strftime(DATE_FORMAT)
+                    message["deliveredDate"] = stamp(now)
                     changed.append(report_entry(job, message))
             self.store.update("job", jobid, job)
         return changed
@@ -197,13 +204,15 @@ class NetgsmSandbox:
 
 def report_entry(job: dict[str, Any], message: dict[str, Any]) -> dict[str, Any]:
     """One job object of the REST v2 report (``ReportResponse.jobs[]``)."""
-    return {
+    entry = {
         "jobid": job["jobid"],
         "number": message["number"],
         "status": message["status"],
         "operator": message["operator"],
         "msglen": message["msglen"],
-        "deliveredDate": message["deliveredDate"] or "",
         "errorCode": message["errorCode"],
-        "referansID": job.get("partnercode") or "",
+        "referansID": f"{job['jobid']}-{message['number']}",
     }
+    if message["deliveredDate"]:  # none while pending
+        entry["deliveredDate"] = message["deliveredDate"]
+    return entry
