@@ -12,6 +12,7 @@ SANDBOXES: dict[str, str] = {
     "eventbrite": "integrations.sandbox.eventbrite",
     "luma": "integrations.sandbox.luma",
     "stripe": "integrations.sandbox.stripe",
+    "whatsapp": "integrations.sandbox.whatsapp",
     "netgsm": "integrations.sandbox.netgsm",
 }
 
