@@ -164,3 +164,24 @@ def running_netgsm(
         server.stop()
         app.extensions["sandbox"].pusher.stop()
         app.extensions["sandbox"].store.close()
+
+
+def document_errors(schema_name: str, body: Any) -> list[str]:
+    """The document's complaints about ``body`` under one of its component schemas,
+    formats included (``date-time``)."""
+    from openapi_schema_validator import OAS30Validator, oas30_format_checker
+
+    spec = json.loads((PROJECT_ROOT / "contracts" / "netgsm-openapi.json").read_text())
+    schemas = spec["components"]["schemas"]
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(schemas[node["$ref"].rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    validator = OAS30Validator(inline(schemas[schema_name]), format_checker=oas30_format_checker)
+    return [e.message for e in validator.iter_errors(body)]
