@@ -252,12 +252,12 @@ def create_app(
         )
         return jsonify(messages=found)
 
-    @app.get(f"{CONTROL_PREFIX}/messages/<wamid>")
+    @app.get(f"{CONTROL_PREFIX}/messages/<path:wamid>")
     def message(wamid: str) -> Response:
         found = sandbox.get_message(wamid)
         return jsonify(found) if found else _json({"error": "not found"}, 404)
 
-    @app.post(f"{CONTROL_PREFIX}/messages/<wamid>/status")
+    @app.post(f"{CONTROL_PREFIX}/messages/<path:wamid>/status")
     def force_status(wamid: str) -> Response:
         body = _body()
         status = body.get("status", "failed")
