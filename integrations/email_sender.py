@@ -57,12 +57,12 @@ def build_message(
     msg["From"] = formataddr((from_name, from_address)) if from_name else from_address
     msg["To"] = formataddr((to_name, to)) if to_name else to
     msg["Subject"] = subject
-    if language:
-        msg["Content-Language"] = language
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies
     msg.set_content(text, charset="utf-8")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
+    if language:  # after the bodies: set_content drops Content-* headers
+        msg["Content-Language"] = language
     return msg
 
 
