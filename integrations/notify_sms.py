@@ -12,6 +12,10 @@ finds that marker (the relay died during the call, or the answer was lost:
 since the marker's time; if there is one the effect is done (``reconciled: true``), and
 only if there is none is the message sent again. A send refused for certain (a Netgsm
 code, no connection) clears the marker to ``not_sent`` so the retry sends normally.
+Limits: Netgsm's send takes no client reference, so the match is by number and length;
+another message of the same length to the same number in that window counts as this
+one (at most once rather than at least once), and reconciling assumes an accepted job
+shows in the report query at once (the emulator does; unconfirmed for live Netgsm).
 
 Errors go to the relay typed: Netgsm's permanent refusals (bad credentials, unknown
 header, bad text or number, IYS) make the row dead at once; rate limits and system errors
