@@ -20,14 +20,16 @@
 with
 {% if is_incremental() %}
 touched as (
-    select distinct member_id
-    from {{ ref('fct_registrations') }}
+    -- two index ranges, unioned (an OR would scan the whole fact)
+    select member_id from {{ ref('fct_registrations') }}
     where registration_updated_at > (
         select coalesce(max(registration_updated_at), '-infinity'::timestamptz)
                - interval '{{ var("incremental_lookback") }}'
         from {{ this }}
     )
-    or identity_changed_at > (
+    union
+    select member_id from {{ ref('fct_registrations') }}
+    where identity_changed_at > (
         select coalesce(max(identity_changed_at), '-infinity'::timestamptz) from {{ this }}
     )
 ),
