@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("seats-rush", "seats-rush-redis-restart", "seats-hold-throughput"),
     ),
     "mirror": ("bench.mirror", ("mirror-sold-out",)),
+    "analytics": ("bench.analytics", ("analytics-dbt",)),
 }
 REPORT = PROJECT_ROOT / "BENCHMARKS.md"
 _SECTION = re.compile(r"<!-- figure:(?P<key>[\w-]+) -->\n.*?<!-- /figure:(?P=key) -->\n", re.S)

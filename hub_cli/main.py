@@ -126,7 +126,25 @@ def _serve_outbox(settings: Settings) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    run_relay(settings, stop)
+    run_relay(settings, stop, handlers=relay_handlers())
+
+
+def relay_handlers() -> dict:
+    """What the relay delivers: the capacity mirror (hub) and the notifications, whose
+    adapters live in integrations (hub imports none)."""
+    from hub.outbox_relay import default_handlers
+    from integrations.notify_email import KIND as NOTIFY_EMAIL
+    from integrations.notify_email import email_handler
+    from integrations.notify_sms import KIND as NOTIFY_SMS
+    from integrations.notify_sms import sms_handler
+    from integrations.notify_whatsapp import KIND as NOTIFY_WHATSAPP
+    from integrations.notify_whatsapp import whatsapp_handler
+
+    return default_handlers() | {
+        NOTIFY_SMS: sms_handler,
+        NOTIFY_WHATSAPP: whatsapp_handler,
+        NOTIFY_EMAIL: email_handler,
+    }
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

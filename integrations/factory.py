@@ -84,7 +84,16 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
     sandbox, exactly as a person would in live mode (authorize -> code -> tokens)."""
     from integrations.meetup import connect, sandbox_authorize
     from integrations.sandbox import credentials as sc
+    from integrations.sandbox.netgsm.keys import (
+        NETGSM_MSGHEADER,
+        NETGSM_PASSWORD,
+        NETGSM_USERCODE,
+    )
     from integrations.sandbox.stripe.keys import STRIPE_SECRET_KEY
+    from integrations.sandbox.whatsapp.keys import (
+        WHATSAPP_ACCESS_TOKEN,
+        WHATSAPP_PHONE_NUMBER_ID,
+    )
 
     vault.set(
         "eventbrite",
@@ -97,6 +106,13 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
     vault.set("luma", {"api_key": sc.LUMA_API_KEY})
     vault.set("stripe", {"secret_key": STRIPE_SECRET_KEY})
     vault.set(
+        "netgsm",
+        {"usercode": NETGSM_USERCODE, "password": NETGSM_PASSWORD, "msgheader": NETGSM_MSGHEADER},
+    )
+    vault.set(
+        "whatsapp", {"token": WHATSAPP_ACCESS_TOKEN, "phone_number_id": WHATSAPP_PHONE_NUMBER_ID}
+    )
+    vault.set(
         MEETUP_CLIENT_KEY,
         {
             "client_id": sc.MEETUP_CLIENT_ID,
@@ -108,4 +124,4 @@ async def connect_sandbox_credentials(settings: Settings, vault: Vault) -> list[
         oauth = meetup_oauth(settings, vault, client)
         code = await sandbox_authorize(oauth, state="hub-sandbox")
         await connect(oauth, VaultTokenStore(vault), code)
-    return ["eventbrite", "luma", "meetup", "stripe"]
+    return ["eventbrite", "luma", "meetup", "netgsm", "stripe", "whatsapp"]

@@ -296,7 +296,7 @@ def run_demo(settings: Settings) -> None:
             _run_job,
         )
 
-        out.step("Analytics: dbt staging models (Dagster analytics_build_job)")
+        out.step("Analytics: dbt marts (Dagster analytics_build_job)")
         result = _run_job(defs, instance, "analytics_build_job")
         with engine.connect() as conn:
             staged = conn.scalar(text("select count(*) from staging.stg_app__registrations"))
@@ -305,6 +305,11 @@ def run_demo(settings: Settings) -> None:
             f"dbt build {'passed' if result.success else 'FAILED'}: "
             f"stg_app__registrations={staged} rows, stg_raw__webhook_events={hooks_staged}"
         )
+        if result.success:
+            from orchestration.analytics.reports import demo_lines
+
+            for line in demo_lines(engine):  # members vs raw rows, fill by channel, overlap
+                out.line(line)
 
         out.step("Summary")
         with engine.connect() as conn:
